@@ -1,0 +1,251 @@
+/**
+ * @file netkit/loop.h
+ * @brief The event loop: file descriptor watchers, timers, signals,
+ * deferred and cross-thread callbacks.
+ *
+ * One loop per thread. Every function here must be called from the thread
+ * that runs the loop, except nk_loop_stop() and nk_loop_post(), which are
+ * safe from any thread.
+ *
+ * Handles (nk_io, nk_timer, nk_signal) are opaque and owned by the library.
+ * Stopping one frees it: this is safe from inside any callback, its own
+ * included, and no event for a stopped handle is delivered afterwards, even
+ * when its file descriptor number is reused in the same iteration.
+ *
+ * | callback       | when it runs                           | event data        |
+ * |----------------|----------------------------------------|-------------------|
+ * | nk_io_cb       | fd readable and/or writable            | NK_READ/NK_WRITE  |
+ * | nk_timer_cb    | deadline reached (monotonic clock)     | none              |
+ * | nk_signal_cb   | a watched signal was delivered         | signal number     |
+ * | nk_task_cb     | next iteration (defer) or soon (post)  | none              |
+ */
+#ifndef NETKIT_LOOP_H
+#define NETKIT_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netkit/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief An event loop (opaque). */
+typedef struct nk_loop nk_loop;
+/** @brief A file descriptor watcher (opaque). */
+typedef struct nk_io nk_io;
+/** @brief A one-shot or repeating timer (opaque). */
+typedef struct nk_timer nk_timer;
+/** @brief A signal watcher (opaque). */
+typedef struct nk_signal nk_signal;
+
+/** @brief Interest and event bits for nk_io. */
+enum nk_io_events {
+    NK_READ = 1,  /**< Readable, or the peer closed, or an error is pending. */
+    NK_WRITE = 2, /**< Writable, or an error is pending. */
+};
+
+/** @brief How long nk_loop_run() runs. */
+typedef enum nk_run_mode {
+    /** Until nk_loop_stop(), or until nothing is left to wait for. */
+    NK_RUN_DEFAULT = 0,
+    /** One iteration, waiting for at least one event if none is ready. */
+    NK_RUN_ONCE = 1,
+    /** One iteration without waiting: handles what is ready now. */
+    NK_RUN_NOWAIT = 2,
+} nk_run_mode;
+
+/**
+ * @brief Called when the fd is ready.
+ * @param io     The watcher.
+ * @param events NK_READ and/or NK_WRITE, among those watched. Errors and
+ *               hang-ups are reported as the watched bits, so the next read
+ *               or write returns the error.
+ * @param user   The pointer given to nk_io_start().
+ */
+typedef void (*nk_io_cb)(nk_io *io, unsigned events, void *user);
+/** @brief Called when the timer's deadline is reached. */
+typedef void (*nk_timer_cb)(nk_timer *timer, void *user);
+/** @brief Called on the loop thread after @p signum was delivered. */
+typedef void (*nk_signal_cb)(nk_signal *sig, int signum, void *user);
+/** @brief A deferred or posted callback. */
+typedef void (*nk_task_cb)(nk_loop *loop, void *user);
+
+/** @brief Counters that describe a loop (see nk_loop_get_stats()). */
+typedef struct nk_loop_stats {
+    uint64_t iterations; /**< Iterations run so far (for "no spin" checks). */
+    size_t ios;          /**< Active fd watchers, library-internal included. */
+    size_t timers;       /**< Active timers, library-internal included. */
+    size_t signals;      /**< Active signal watchers. */
+    size_t pending;      /**< Deferred and posted callbacks not yet run. */
+} nk_loop_stats;
+
+/**
+ * @brief Create a loop with the backend chosen at build time.
+ * @param out Receives the loop.
+ * @return 0, NK_EINVAL, -ENOMEM, -EMFILE or another -errno from the
+ * backend's setup (epoll_create1, eventfd).
+ */
+NK_API int nk_loop_new(nk_loop **out);
+
+/**
+ * @brief Free the loop.
+ *
+ * Runs the close work still pending (handles closed but not yet freed)
+ * first. Not from a callback of this loop.
+ * @return 0, or NK_EBUSY (and nothing is freed) while handles are still
+ * active: stop or close them first.
+ */
+NK_API int nk_loop_free(nk_loop *loop);
+
+/**
+ * @brief Run the loop.
+ * @return 0 when stopped or when nothing is left to wait for in
+ * NK_RUN_DEFAULT; in NK_RUN_ONCE/NK_RUN_NOWAIT, 1 if active handles remain
+ * and 0 otherwise; a negative code if the backend fails (for example
+ * -ENOMEM), NK_EBUSY if called from inside one of its own callbacks.
+ */
+NK_API int nk_loop_run(nk_loop *loop, nk_run_mode mode);
+
+/**
+ * @brief Make nk_loop_run() return after the current iteration.
+ *
+ * Safe from any thread and from a signal-free context; wakes the loop if it
+ * is waiting. A stop requested while the loop is not running makes the next
+ * nk_loop_run() return after one iteration.
+ */
+NK_API void nk_loop_stop(nk_loop *loop);
+
+/**
+ * @brief Run @p cb on the loop thread soon. Safe from any thread.
+ *
+ * Callbacks posted from one thread run in the order posted, each exactly
+ * once, even if the loop is stopped and run again; nk_loop_free() drops
+ * those never run.
+ * @return 0, NK_EINVAL, -ENOMEM.
+ */
+NK_API int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user);
+
+/**
+ * @brief Run @p cb at the start of the next iteration. Loop thread only;
+ * safe from callbacks.
+ * @return 0, NK_EINVAL, -ENOMEM.
+ */
+NK_API int nk_loop_defer(nk_loop *loop, nk_task_cb cb, void *user);
+
+/**
+ * @brief The loop's cached time in milliseconds on the monotonic clock,
+ * updated at the start of each iteration.
+ */
+NK_API uint64_t nk_loop_now(const nk_loop *loop);
+
+/** @brief Refresh the cached time (for long callbacks). */
+NK_API void nk_loop_update_time(nk_loop *loop);
+
+/**
+ * @brief A file descriptor that becomes readable when the loop has events
+ * to handle, for embedding in another program's loop: poll it there, then
+ * call nk_loop_run(loop, NK_RUN_NOWAIT). Also wait no longer than
+ * nk_loop_timeout() so timers fire on time.
+ * @return The fd (owned by the loop; do not close it), or NK_ENOTSUP with
+ * the poll backend, which has no such descriptor.
+ */
+NK_API int nk_loop_fd(const nk_loop *loop);
+
+/**
+ * @brief Milliseconds until the loop has timed work: 0 if it has work now,
+ * -1 if it waits for fd events only.
+ */
+NK_API int nk_loop_timeout(const nk_loop *loop);
+
+/** @brief The backend in use: "epoll" or "poll". */
+NK_API const char *nk_loop_backend(const nk_loop *loop);
+
+/** @brief Fill @p out with the loop's counters. */
+NK_API void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out);
+
+/**
+ * @brief Watch @p fd for @p events (NK_READ | NK_WRITE; 0 is allowed and
+ * watches nothing until nk_io_set()).
+ *
+ * The caller keeps owning the fd: stop the watcher before closing it.
+ * @param out Receives the watcher.
+ * @return 0, NK_EINVAL (NULL, negative fd, unknown bits), -EEXIST (fd
+ * already watched on this loop), -ENOMEM, -EPERM (epoll: fd is a regular
+ * file) or another -errno from the backend.
+ */
+NK_API int nk_io_start(nk_loop *loop, int fd, unsigned events, nk_io_cb cb,
+                       void *user, nk_io **out);
+
+/**
+ * @brief Change what the watcher waits for. Safe from any callback.
+ * @return 0, NK_EINVAL, or a -errno from the backend.
+ */
+NK_API int nk_io_set(nk_io *io, unsigned events);
+
+/** @brief The events the watcher waits for. */
+NK_API unsigned nk_io_events(const nk_io *io);
+
+/** @brief The watched fd. */
+NK_API int nk_io_fd(const nk_io *io);
+
+/**
+ * @brief Stop watching and free the watcher (the fd stays open). Safe from
+ * any callback, the watcher's own included; @p io is invalid afterwards.
+ * NULL is ignored.
+ */
+NK_API void nk_io_stop(nk_io *io);
+
+/**
+ * @brief Start a timer that fires after @p timeout_ms, then every
+ * @p repeat_ms if that is not 0.
+ *
+ * Timers fire in deadline order, never early; equal deadlines fire in
+ * start order. Insert and stop cost O(log n).
+ * @param out Receives the timer.
+ * @return 0, NK_EINVAL, -ENOMEM.
+ */
+NK_API int nk_timer_start(nk_loop *loop, uint64_t timeout_ms,
+                          uint64_t repeat_ms, nk_timer_cb cb, void *user,
+                          nk_timer **out);
+
+/**
+ * @brief Re-arm a timer (running or fired one-shot) with a new timeout and
+ * repeat. Safe from any callback, the timer's own included.
+ * @return 0, NK_EINVAL.
+ */
+NK_API int nk_timer_restart(nk_timer *timer, uint64_t timeout_ms,
+                            uint64_t repeat_ms);
+
+/**
+ * @brief Stop and free the timer. Safe from any callback, the timer's own
+ * included. A one-shot timer that fired is not freed by firing: stop it.
+ * NULL is ignored.
+ */
+NK_API void nk_timer_stop(nk_timer *timer);
+
+/**
+ * @brief Call @p cb on the loop thread when @p signum is delivered.
+ *
+ * Linux: the signal is blocked in the calling thread and read through a
+ * signalfd, so no handler runs and no system call is interrupted. Start
+ * watchers before creating threads so they inherit the mask; several
+ * deliveries before the loop runs may be merged into one call.
+ * @param out Receives the watcher.
+ * @return 0, NK_EINVAL (bad signal number, SIGKILL, SIGSTOP), -EEXIST
+ * (already watched on this loop), -ENOMEM, or a -errno.
+ */
+NK_API int nk_signal_start(nk_loop *loop, int signum, nk_signal_cb cb,
+                           void *user, nk_signal **out);
+
+/**
+ * @brief Stop watching and free; the signal is unblocked again.
+ * Safe from any callback. NULL is ignored.
+ */
+NK_API void nk_signal_stop(nk_signal *sig);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,27 @@
+/* The interface each poller implements (loop_epoll.c, loop_poll.c); one is
+ * compiled in, chosen by the meson option `backend`. */
+#ifndef NK_LIB_LOOP_BACKEND_H
+#define NK_LIB_LOOP_BACKEND_H
+
+#include "loop_internal.h"
+
+struct nk_backend; /* defined by the backend */
+
+int nk__backend_init(nk_loop *loop, struct nk_backend **out);
+void nk__backend_free(struct nk_backend *b);
+const char *nk__backend_name(void);
+/* Register, change or (events == 0) remove io's interest. */
+int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events);
+/* Wait up to timeout_ms (-1: forever) and call nk__loop_dispatch_io() for
+ * each ready watcher. Returns the number dispatched or a -errno (EINTR is
+ * not an error: 0). */
+int nk__backend_poll(struct nk_backend *b, int timeout_ms);
+/* Forget events already fetched for io in the current batch. */
+void nk__backend_invalidate(struct nk_backend *b, nk_io *io);
+/* The fd for nk_loop_fd(), or NK_ENOTSUP. */
+int nk__backend_fd(const struct nk_backend *b);
+
+/* Implemented by loop.c: deliver events to io unless it was stopped. */
+void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events);
+
+#endif
