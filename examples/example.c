@@ -1,0 +1,84 @@
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "example.h"
+
+void ex_usage(const char *usage, bool asked)
+{
+    fprintf(asked ? stdout : stderr, "usage: %s\n", usage);
+    exit(asked ? 0 : EX_USAGE_STATUS);
+}
+
+void ex_setup_output(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+bool ex_parse_number(const char *text, long min, long max, long *out)
+{
+    if (!text || !*text)
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool ex_parse_address(int argc, char **argv, int optind, const char *def_text,
+                      nk_addr *out)
+{
+    if (argc - optind > 1) {
+        fprintf(stderr, "%s: one HOST:PORT at most\n", argv[0]);
+        return false;
+    }
+    const char *text = optind < argc ? argv[optind] : def_text;
+    int rc = nk_addr_resolve(text, AF_UNSPEC, out);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s: %s\n", argv[0], text, nk_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+static void on_stop_signal(nk_signal *sig, int signum, void *user)
+{
+    (void)sig;
+    (void)signum;
+    nk_loop_stop(user);
+}
+
+static nk_signal *stop_signals[2];
+
+int ex_stop_on_signals(nk_loop *loop)
+{
+    static const int signals[] = {SIGINT, SIGTERM};
+    for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) {
+        int rc = nk_signal_start(loop, signals[i], on_stop_signal, loop,
+                                 &stop_signals[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void ex_release_signals(void)
+{
+    for (size_t i = 0; i < sizeof stop_signals / sizeof *stop_signals; i++) {
+        nk_signal_stop(stop_signals[i]);
+        stop_signals[i] = NULL;
+    }
+}
+
+const char *ex_addr_str(const nk_addr *addr)
+{
+    static char buf[NK_ADDR_STRLEN];
+    if (nk_addr_format(addr, buf, sizeof buf) < 0)
+        return "?";
+    return buf;
+}

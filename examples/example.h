@@ -1,0 +1,43 @@
+/* What every example shares: command-line conventions and clean shutdown.
+ *
+ * Every example is `NAME [--help] [options] [HOST:PORT]`: --help prints the
+ * usage on stdout and exits 0; a bad option or address prints it on stderr
+ * and exits 2. Output is line-buffered so each line appears at once, even in
+ * a pipe. */
+#ifndef NK_EXAMPLE_H
+#define NK_EXAMPLE_H
+
+#include <stdbool.h>
+
+#include "netkit.h"
+
+/* Exit status for bad command lines, as getopt-style tools use. */
+#define EX_USAGE_STATUS 2
+
+/* Print "usage: <usage>" and exit: 0 on stdout when asked (--help),
+ * EX_USAGE_STATUS on stderr otherwise. */
+_Noreturn void ex_usage(const char *usage, bool asked);
+
+/* Make stdout and stderr line-buffered. */
+void ex_setup_output(void);
+
+/* Parse a decimal number in [min, max]; false on anything else. */
+bool ex_parse_number(const char *text, long min, long max, long *out);
+
+/* Read the optional HOST:PORT operand after the options (argv[optind]),
+ * defaulting to def_text; names are resolved. On a bad or extra operand,
+ * says why on stderr and returns false. */
+bool ex_parse_address(int argc, char **argv, int optind, const char *def_text,
+                      nk_addr *out);
+
+/* Stop @loop on SIGINT or SIGTERM, so servers exit 0 after cleaning up.
+ * Returns 0 or a negative code. */
+int ex_stop_on_signals(nk_loop *loop);
+
+/* Stop the watchers ex_stop_on_signals() started, before nk_loop_free(). */
+void ex_release_signals(void);
+
+/* Format an address into a static buffer for logging (one thread only). */
+const char *ex_addr_str(const nk_addr *addr);
+
+#endif
