@@ -11,5 +11,6 @@
 #include "netkit/alloc.h"
 #include "netkit/addr.h"
 #include "netkit/loop.h"
+#include "netkit/frame.h"
 
 #endif
