@@ -11,9 +11,11 @@
  * | `NAME:PORT`       | `localhost:9999`     | resolved by nk_addr_resolve()   |
  * | `:PORT`           | `:9999`              | every IPv4 interface (0.0.0.0)  |
  *
- * The port is decimal, 0 to 65535 (0 asks the system to choose when
- * binding). nk_addr_parse() never does I/O; nk_addr_resolve() may block in
- * getaddrinfo() for names.
+ * The port is decimal digits only (no sign, space or `0x`), at most five of
+ * them, 0 to 65535 (0 asks the system to choose when binding).
+ * nk_addr_parse() never blocks: its only system call is the interface-name
+ * lookup (if_nametoindex()) for a named `%zone`; a numeric zone (`%2`) needs
+ * none. nk_addr_resolve() may block in getaddrinfo() for names.
  */
 #ifndef NETKIT_ADDR_H
 #define NETKIT_ADDR_H
@@ -56,8 +58,9 @@ typedef struct nk_addr {
 /**
  * @brief Parse a numeric address: `IPV4:PORT`, `[IPV6]:PORT` or `:PORT`.
  *
- * Pure: no I/O, no allocation. Names are not resolved (see
- * nk_addr_resolve()); a name gives NK_EADDR_SYNTAX.
+ * No allocation, no blocking; the only system call is if_nametoindex()
+ * for a named `%zone`. Names are not resolved (see nk_addr_resolve()); a
+ * name gives NK_EADDR_SYNTAX.
  * @param text NUL-terminated text.
  * @param out  Receives the address; untouched on failure.
  * @return 0, or NK_EINVAL (NULL argument), NK_EADDR_EMPTY, NK_EADDR_SYNTAX,
@@ -76,8 +79,10 @@ NK_API int nk_addr_parse(const char *text, nk_addr *out);
  * @param text   `HOST:PORT`, `[IPV6]:PORT` or `:PORT`.
  * @param family AF_UNSPEC (first result), AF_INET or AF_INET6.
  * @param out    Receives the address; untouched on failure.
+ * With AF_INET6, `:PORT` means `[::]:PORT`.
  * @return 0, any code of nk_addr_parse() except for names, NK_ERESOLVE when
- * the name has no address, NK_EADDR_FAMILY for a bad @p family.
+ * the name has no address, NK_EADDR_FAMILY for a bad @p family or a numeric
+ * address of the other family, -ENOMEM.
  */
 NK_API int nk_addr_resolve(const char *text, int family, nk_addr *out);
 
@@ -129,7 +134,7 @@ NK_API bool nk_addr_equal(const nk_addr *a, const nk_addr *b);
  *
  * With a secret key per table, an outsider cannot choose addresses that
  * collide. Safe from any thread.
- * @param key 16 bytes of secret key.
+ * @param key 16 bytes of secret key (NULL hashes with an all-zero key).
  */
 NK_API uint64_t nk_addr_hash(const nk_addr *addr, const uint8_t key[16]);
 
