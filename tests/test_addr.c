@@ -12,7 +12,9 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <sys/mman.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "netkit.h"
 #include "siphash.h"
@@ -74,6 +76,122 @@ static void test_addr_parse_bad_inputs_give_their_exact_code(void **state)
         assert_memory_equal(&a, &before, sizeof a); /* untouched */
         assert_string_not_equal(nk_strerror(rc), nk_strerror(12345678));
     }
+}
+
+/* A page whose end touches a PROT_NONE page: text copied there ends right
+ * at the guard, so reading one byte past its NUL would crash. */
+struct guard {
+    char *base;
+    size_t page;
+};
+
+static struct guard guard_open(void)
+{
+    struct guard g;
+    g.page = (size_t)sysconf(_SC_PAGESIZE);
+    g.base = mmap(NULL, 2 * g.page, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(g.base != MAP_FAILED);
+    assert_int_equal(mprotect(g.base + g.page, g.page, PROT_NONE), 0);
+    return g;
+}
+
+static const char *guard_put(struct guard *g, const char *text, size_t len)
+{
+    char *dst = g->base + g->page - len - 1;
+    memcpy(dst, text, len);
+    dst[len] = '\0';
+    return dst;
+}
+
+static void guard_close(struct guard *g)
+{
+    munmap(g->base, 2 * g->page);
+}
+
+static bool is_parse_code(int rc)
+{
+    return rc == 0 || rc == NK_EADDR_EMPTY || rc == NK_EADDR_SYNTAX ||
+           rc == NK_EADDR_BRACKET || rc == NK_EADDR_NOPORT ||
+           rc == NK_EADDR_PORT || rc == NK_EADDR_HOSTLEN ||
+           rc == NK_EADDR_SCOPE;
+}
+
+/* Whatever parses must format and parse back to the same address. */
+static void check_parse_result(const char *text)
+{
+    nk_addr a, b;
+    int rc = nk_addr_parse(text, &a);
+    if (!is_parse_code(rc))
+        print_error("\"%s\" gave %d\n", text, rc);
+    assert_true(is_parse_code(rc));
+    if (rc == 0) {
+        char buf[NK_ADDR_STRLEN];
+        assert_true(nk_addr_format(&a, buf, sizeof buf) > 0);
+        assert_int_equal(nk_addr_parse(buf, &b), 0);
+        assert_true(nk_addr_equal(&a, &b));
+    }
+}
+
+static const char *const sample_texts[] = {
+    "127.0.0.1:9999", ":9999", "[::1]:80", "[fe80::1%lo]:80",
+    "[fe80::1%7]:1", "[::ffff:1.2.3.4]:7", "1.2.3.4:0x50", "[::1",
+    "host:", ":70000", "[fe80::1%bogus]:1", "localhost:80",
+};
+
+static void test_addr_parse_reads_no_byte_past_the_nul(void **state)
+{
+    (void)state;
+    struct guard g = guard_open();
+    /* every prefix of every sample, ending against the guard page */
+    for (size_t i = 0; i < sizeof sample_texts / sizeof *sample_texts; i++) {
+        size_t len = strlen(sample_texts[i]);
+        for (size_t cut = 0; cut <= len; cut++)
+            check_parse_result(guard_put(&g, sample_texts[i], cut));
+    }
+    for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
+        nk_addr a;
+        const char *t =
+            guard_put(&g, bad_cases[i].text, strlen(bad_cases[i].text));
+        assert_int_equal(nk_addr_parse(t, &a), bad_cases[i].code);
+    }
+    guard_close(&g);
+}
+
+/* Random strings over the characters the grammar cares about (fixed seed):
+ * only documented codes come back, and every success round-trips. */
+static void test_addr_parse_random_inputs_give_documented_codes(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "[]:%.0123456789abcdefx-+ lo";
+    struct guard g = guard_open();
+    uint64_t x = UINT64_C(0x2545f4914f6cdd1d);
+    int successes = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        char text[48];
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t len = (size_t)(x % sizeof text);
+        for (size_t k = 0; k < len; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text[k] = alphabet[x % (sizeof alphabet - 1)];
+        }
+        /* bias toward the shapes that can succeed */
+        if (iter % 3 == 0 && len > 2)
+            text[0] = '[';
+        if (iter % 4 == 0 && len > 4)
+            text[len - 3] = ':';
+        const char *t = guard_put(&g, text, len);
+        nk_addr a;
+        if (nk_addr_parse(t, &a) == 0)
+            successes++;
+        check_parse_result(t);
+    }
+    assert_true(successes > 0); /* the generator does reach valid text */
+    guard_close(&g);
 }
 
 static void test_addr_parse_long_host_is_hostlen(void **state)
@@ -406,6 +524,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_addr_parse_bad_inputs_give_their_exact_code),
         cmocka_unit_test(test_addr_parse_long_host_is_hostlen),
+        cmocka_unit_test(test_addr_parse_reads_no_byte_past_the_nul),
+        cmocka_unit_test(test_addr_parse_random_inputs_give_documented_codes),
         cmocka_unit_test(test_addr_null_arguments_are_rejected),
         cmocka_unit_test(test_addr_parse_format_parse_round_trips),
         cmocka_unit_test(test_addr_scope_by_name_and_number_round_trips),
