@@ -25,12 +25,21 @@ struct nk_io {
     size_t slot;        /* backend bookkeeping (poll: index in pollfd array) */
 };
 
+/* A node of the loop's timer heap, embedded in each timer so that starting
+ * a timer never allocates (and so never fails). */
+struct nk__heap_node {
+    struct nk__heap_node *left;
+    struct nk__heap_node *right;
+    struct nk__heap_node *parent;
+};
+
 struct nk_timer {
     nk_loop *loop;
     uint64_t deadline;  /* loop time (ms) */
     uint64_t repeat;    /* ms, 0 for one-shot */
     uint64_t seq;       /* start order, breaks deadline ties */
     size_t heap_index;  /* SIZE_MAX when not in the heap */
+    struct nk__heap_node node;
     nk_timer_cb cb;
     void *user;
     bool allocated;
@@ -44,6 +53,8 @@ struct nk__task {
     nk_task_cb cb;
     void *user;
     bool queued;
+    struct nk__task *prev;  /* doubly linked: cancelling is O(1) */
+    uint64_t epoch;         /* the task run that may run it */
 };
 
 /* Watchers embedded in another object. nk__io_set() with events == 0

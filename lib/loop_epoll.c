@@ -1,0 +1,127 @@
+/* The epoll backend (Linux), level-triggered.
+ *
+ * Each registration carries its nk_io in epoll_data, so dispatch is one
+ * load per event. The fetched batch stays in the backend while it is
+ * dispatched: a watcher stopped by an earlier callback has its entries
+ * cleared (nk__backend_invalidate), so neither it nor a new watcher on a
+ * reused fd number sees a stale event. */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "netkit/error.h"
+
+#include "alloc.h"
+#include "loop_backend.h"
+
+#define NK_EPOLL_EVENTS 1024
+
+struct nk_backend {
+    nk_loop *loop;
+    int epfd;
+    int n;     /* entries fetched by the last epoll_wait */
+    int index; /* entry being dispatched */
+    struct epoll_event events[NK_EPOLL_EVENTS];
+};
+
+int nk__backend_init(nk_loop *loop, struct nk_backend **out)
+{
+    struct nk_backend *b = nk__malloc(sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (b->epfd < 0) {
+        int r = -errno;
+        nk__free(b);
+        return r;
+    }
+    b->loop = loop;
+    b->n = 0;
+    b->index = 0;
+    *out = b;
+    return 0;
+}
+
+void nk__backend_free(struct nk_backend *b)
+{
+    if (!b)
+        return;
+    close(b->epfd);
+    nk__free(b);
+}
+
+const char *nk__backend_name(void)
+{
+    return "epoll";
+}
+
+int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events)
+{
+    if (events == io->installed)
+        return 0;
+    struct epoll_event ev = {0};
+    ev.events = ((events & NK_READ) ? EPOLLIN : 0u)
+        | ((events & NK_WRITE) ? EPOLLOUT : 0u);
+    ev.data.ptr = io;
+    int op = !io->installed ? EPOLL_CTL_ADD
+        : !events           ? EPOLL_CTL_DEL
+                            : EPOLL_CTL_MOD;
+    if (epoll_ctl(b->epfd, op, io->fd, &ev) < 0) {
+        int r = -errno;
+        if (op == EPOLL_CTL_DEL) {
+            /* Closed fd: the kernel already dropped the registration. */
+            io->installed = 0;
+            return r;
+        }
+        return r;
+    }
+    io->installed = events;
+    return 0;
+}
+
+static unsigned to_nk(uint32_t e)
+{
+    /* Errors and hang-ups wake both directions: the next read or write
+     * returns the error. */
+    unsigned r = 0;
+    if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        r |= NK_READ;
+    if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        r |= NK_WRITE;
+    return r;
+}
+
+int nk__backend_poll(struct nk_backend *b, int timeout_ms)
+{
+    int n = epoll_wait(b->epfd, b->events, NK_EPOLL_EVENTS, timeout_ms);
+    int err = errno;
+    nk_loop_update_time(b->loop);
+    if (n < 0)
+        return err == EINTR ? 0 : -err;
+    b->n = n;
+    for (b->index = 0; b->index < n; b->index++) {
+        nk_io *io = b->events[b->index].data.ptr;
+        if (io)
+            nk__loop_dispatch_io(b->loop, io, to_nk(b->events[b->index].events));
+    }
+    b->n = 0;
+    b->index = 0;
+    return n;
+}
+
+void nk__backend_invalidate(struct nk_backend *b, nk_io *io)
+{
+    /* Only entries after the current one can still be dispatched; an fd
+     * appears at most once per batch. */
+    for (int i = b->index + 1; i < b->n; i++) {
+        if (b->events[i].data.ptr == io) {
+            b->events[i].data.ptr = NULL;
+            break;
+        }
+    }
+}
+
+int nk__backend_fd(const struct nk_backend *b)
+{
+    return b->epfd;
+}

@@ -1,0 +1,767 @@
+/* The event loop: fd watchers, timers, deferred and posted callbacks,
+ * signals, run modes, and the failure paths of each. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <poll.h>
+
+#include <cmocka.h>
+
+#include "netkit.h"
+#include "loop_internal.h"
+#include "nkt_alloc.h"
+#include "nkt_loop.h"
+
+/* ---- helpers ------------------------------------------------------- */
+
+static nk_loop *new_loop(void)
+{
+    nk_loop *loop = NULL;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    assert_non_null(loop);
+    return loop;
+}
+
+static void free_loop(nk_loop *loop)
+{
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 0);
+    assert_int_equal(st.timers, 0);
+    assert_int_equal(st.signals, 0);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+static void make_pair(int sv[2])
+{
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+}
+
+/* ---- fd watchers --------------------------------------------------- */
+
+struct rw {
+    int reads;
+    int writes;
+    unsigned last;
+    char buf[16];
+    ssize_t got;
+};
+
+static void rw_cb(nk_io *io, unsigned events, void *user)
+{
+    struct rw *s = user;
+    s->last = events;
+    if (events & NK_READ) {
+        s->reads++;
+        s->got = read(nk_io_fd(io), s->buf, sizeof s->buf);
+    }
+    if (events & NK_WRITE) {
+        s->writes++;
+        nk_io_set(io, nk_io_events(io) & ~(unsigned)NK_WRITE);
+    }
+}
+
+static bool one_read(void *arg)
+{
+    return ((struct rw *)arg)->reads >= 1;
+}
+
+static void test_io_read_fires_when_data_arrives(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io = NULL;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, &s, &io), 0);
+    assert_int_equal(nk_io_fd(io), sv[0]);
+    assert_int_equal(nk_io_events(io), NK_READ);
+    /* Nothing readable yet: a non-blocking iteration delivers nothing. */
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(s.reads, 0);
+    assert_int_equal(write(sv[1], "hi", 2), 2);
+    assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, NULL), 0);
+    assert_int_equal(s.reads, 1);
+    assert_int_equal(s.last, NK_READ);
+    assert_int_equal(s.got, 2);
+    assert_memory_equal(s.buf, "hi", 2);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+static void test_io_write_fires_and_interest_drops_from_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io = NULL;
+    assert_int_equal(
+        nk_io_start(loop, sv[0], NK_READ | NK_WRITE, rw_cb, &s, &io), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 1);
+    assert_int_equal(s.writes, 1);
+    assert_int_equal(s.last, NK_WRITE);
+    assert_int_equal(nk_io_events(io), NK_READ);
+    /* Write interest was dropped in the callback: no more write events. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(s.writes, 1);
+    assert_int_equal(s.reads, 0);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+static void test_io_zero_interest_then_set(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io = NULL;
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(nk_io_start(loop, sv[0], 0, rw_cb, &s, &io), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(s.reads, 0);
+    assert_int_equal(nk_io_set(io, NK_READ), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(s.reads, 1);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+static void test_io_hangup_reported_as_watched_bits(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io = NULL;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, &s, &io), 0);
+    close(sv[1]);
+    assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, NULL), 0);
+    assert_int_equal(s.last, NK_READ); /* never a bit that is not watched */
+    assert_int_equal(s.got, 0);        /* EOF */
+    nk_io_stop(io);
+    close(sv[0]);
+    free_loop(loop);
+}
+
+/* Two watchers ready in the same iteration; whichever runs first stops
+ * the other (and itself): the other's fetched event must not be
+ * delivered. */
+struct pairstop {
+    nk_io *io[2];
+    int calls[2];
+    int fds[2];
+};
+
+static void pairstop_cb(nk_io *io, unsigned events, void *user)
+{
+    (void)events;
+    struct pairstop *p = user;
+    int me = io == p->io[0] ? 0 : 1;
+    p->calls[me]++;
+    nk_io_stop(p->io[1 - me]);
+    p->io[1 - me] = NULL;
+    nk_io_stop(io);
+    p->io[me] = NULL;
+}
+
+static void test_io_stop_self_and_other_in_same_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int a[2], b[2];
+    make_pair(a);
+    make_pair(b);
+    struct pairstop p = {0};
+    assert_int_equal(nk_io_start(loop, a[0], NK_READ, pairstop_cb, &p, &p.io[0]), 0);
+    assert_int_equal(nk_io_start(loop, b[0], NK_READ, pairstop_cb, &p, &p.io[1]), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    /* Both readable before the iteration: both events are fetched. */
+    struct pollfd pf[2] = {{a[0], POLLIN, 0}, {b[0], POLLIN, 0}};
+    assert_int_equal(poll(pf, 2, 1000), 2);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
+    assert_int_equal(p.calls[0] + p.calls[1], 1);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 0);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    free_loop(loop);
+}
+
+/* B14: the first callback stops the other watcher, closes its fd, and
+ * watches a fresh, idle fd that got the same number. The stale event
+ * fetched for the old fd must reach nobody. */
+struct reuse {
+    nk_loop *loop;
+    nk_io *io[2];
+    int fd[2];   /* watched read ends */
+    int peer[2]; /* write ends */
+    nk_io *fresh;
+    int fresh_fd;
+    int fresh_peer;
+    int calls[2];
+    int fresh_calls;
+    bool reused;
+};
+
+static void fresh_cb(nk_io *io, unsigned events, void *user)
+{
+    (void)io;
+    (void)events;
+    ((struct reuse *)user)->fresh_calls++;
+}
+
+static void reuse_cb(nk_io *io, unsigned events, void *user)
+{
+    (void)events;
+    struct reuse *r = user;
+    int me = io == r->io[0] ? 0 : 1;
+    int other = 1 - me;
+    r->calls[me]++;
+    if (r->reused)
+        return;
+    r->reused = true;
+    int old_fd = r->fd[other];
+    nk_io_stop(r->io[other]);
+    r->io[other] = NULL;
+    close(r->fd[other]);
+    int sv[2];
+    make_pair(sv);
+    /* The fresh socket takes the number just freed (the lowest free one
+     * usually; dup2 makes sure). */
+    if (sv[0] != old_fd) {
+        assert_int_equal(dup3(sv[0], old_fd, O_CLOEXEC), old_fd);
+        close(sv[0]);
+    }
+    r->fresh_fd = old_fd;
+    r->fd[other] = -1;
+    r->fresh_peer = sv[1];
+    assert_int_equal(
+        nk_io_start(r->loop, old_fd, NK_READ, fresh_cb, r, &r->fresh), 0);
+}
+
+static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct reuse r = {.loop = loop};
+    for (int i = 0; i < 2; i++) {
+        int sv[2];
+        make_pair(sv);
+        r.fd[i] = sv[0];
+        r.peer[i] = sv[1];
+        assert_int_equal(
+            nk_io_start(loop, sv[0], NK_READ, reuse_cb, &r, &r.io[i]), 0);
+        assert_int_equal(write(sv[1], "x", 1), 1);
+    }
+    struct pollfd pf[2] = {{r.fd[0], POLLIN, 0}, {r.fd[1], POLLIN, 0}};
+    assert_int_equal(poll(pf, 2, 1000), 2);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 1);
+    assert_int_equal(r.calls[0] + r.calls[1], 1);
+    assert_int_equal(r.fresh_calls, 0);
+    /* The fresh watcher works once its fd really is readable. */
+    assert_int_equal(write(r.fresh_peer, "y", 1), 1);
+    for (int i = 0; i < 10 && r.fresh_calls == 0; i++)
+        assert_true(nk_loop_run(loop, NK_RUN_ONCE) >= 0);
+    assert_int_equal(r.fresh_calls, 1);
+    for (int i = 0; i < 2; i++) {
+        if (r.io[i])
+            nk_io_stop(r.io[i]);
+        if (r.fd[i] >= 0)
+            close(r.fd[i]);
+        close(r.peer[i]);
+    }
+    nk_io_stop(r.fresh);
+    close(r.fresh_fd);
+    close(r.fresh_peer);
+    free_loop(loop);
+}
+
+/* ---- timers -------------------------------------------------------- */
+
+struct order {
+    int seen[16];
+    int n;
+    uint64_t started;
+    uint64_t fired_at[16];
+    uint64_t want_ms[16];
+};
+
+struct tag {
+    struct order *o;
+    int id;
+};
+
+static void order_cb(nk_timer *t, void *user)
+{
+    struct tag *g = user;
+    g->o->fired_at[g->o->n] = nkt_now_ms();
+    g->o->seen[g->o->n++] = g->id;
+    nk_timer_stop(t);
+}
+
+static bool order_done(void *arg)
+{
+    return ((struct order *)arg)->n >= 5;
+}
+
+static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct order o = {0};
+    struct tag tags[5];
+    const uint64_t ms[5] = {30, 10, 20, 10, 0};
+    nk_timer *t;
+    o.started = nkt_now_ms();
+    for (int i = 0; i < 5; i++) {
+        tags[i] = (struct tag){&o, i};
+        assert_int_equal(nk_timer_start(loop, ms[i], 0, order_cb, &tags[i], &t), 0);
+    }
+    assert_int_equal(nkt_run_until(loop, order_done, &o, 100, 2000, NULL), 0);
+    const int expect[5] = {4, 1, 3, 2, 0};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(o.seen[i], expect[i]);
+        /* Never early. */
+        assert_true(o.fired_at[i] - o.started >= ms[expect[i]]);
+    }
+    free_loop(loop);
+}
+
+struct rep {
+    int fires;
+    int stop_at;
+    uint64_t last;
+    uint64_t min_gap;
+};
+
+static void rep_cb(nk_timer *t, void *user)
+{
+    struct rep *r = user;
+    uint64_t now = nkt_now_ms();
+    if (r->fires && now - r->last < r->min_gap)
+        r->min_gap = now - r->last;
+    r->last = now;
+    /* Re-inserted before the callback: it is still active here. */
+    assert_true(nk__timer_active(t));
+    if (++r->fires == r->stop_at)
+        nk_timer_stop(t);
+}
+
+static void test_timer_repeats_until_stopped_in_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct rep r = {.stop_at = 4, .min_gap = UINT64_MAX};
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1, 5, rep_cb, &r, &t), 0);
+    /* The only handle stops itself: DEFAULT returns when nothing is left. */
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 4);
+    assert_true(r.min_gap >= 5);
+    free_loop(loop);
+}
+
+struct restart {
+    int fires;
+    nk_timer *t;
+};
+
+static void restart_cb(nk_timer *t, void *user)
+{
+    struct restart *r = user;
+    r->fires++;
+    if (r->fires < 3)
+        assert_int_equal(nk_timer_restart(t, 2, 0), 0);
+}
+
+static void test_one_shot_timer_restarted_from_its_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct restart r = {0};
+    assert_int_equal(nk_timer_start(loop, 1, 0, restart_cb, &r, &r.t), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 3);
+    /* A fired one-shot stays allocated until stopped; restart re-arms it. */
+    assert_false(nk__timer_active(r.t));
+    assert_int_equal(nk_timer_restart(r.t, 0, 0), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 4);
+    nk_timer_stop(r.t);
+    free_loop(loop);
+}
+
+/* A timer re-armed at 0 from its callback fires once per iteration and
+ * does not keep the loop from polling I/O. */
+struct zero {
+    int fires;
+};
+
+static void zero_cb(nk_timer *t, void *user)
+{
+    ((struct zero *)user)->fires++;
+    nk_timer_restart(t, 0, 0);
+}
+
+static void test_timer_rearmed_at_zero_does_not_starve_io(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct zero z = {0};
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 0, 0, zero_cb, &z, &t), 0);
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, &s, &io), 0);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    uint64_t iters = 0;
+    assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, &iters), 0);
+    assert_int_equal(iters, 1);
+    assert_int_equal(z.fires, 1);
+    nk_timer_stop(t);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+struct stopper {
+    nk_timer *victim;
+    int fires;
+};
+
+static void victim_cb(nk_timer *t, void *user)
+{
+    (void)t;
+    ((struct stopper *)user)->fires += 100;
+}
+
+static void stopper_cb(nk_timer *t, void *user)
+{
+    struct stopper *s = user;
+    s->fires++;
+    nk_timer_stop(s->victim);
+    nk_timer_stop(t);
+}
+
+static void test_timer_stops_another_due_in_same_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct stopper s = {0};
+    nk_timer *t;
+    /* Same deadline: start order puts the stopper first. */
+    assert_int_equal(nk_timer_start(loop, 0, 0, stopper_cb, &s, &t), 0);
+    assert_int_equal(nk_timer_start(loop, 0, 0, victim_cb, &s, &s.victim), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(s.fires, 1);
+    free_loop(loop);
+}
+
+/* ---- deferred callbacks -------------------------------------------- */
+
+struct deferred {
+    nk_loop *loop;
+    int order[8];
+    int n;
+    uint64_t iter[8];
+};
+
+static void defer_record(nk_loop *loop, void *user)
+{
+    struct deferred *d = user;
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    d->iter[d->n] = st.iterations;
+    d->order[d->n] = d->n;
+    d->n++;
+}
+
+static void defer_requeue(nk_loop *loop, void *user)
+{
+    defer_record(loop, user);
+    struct deferred *d = user;
+    if (d->n < 4)
+        assert_int_equal(nk_loop_defer(loop, defer_requeue, d), 0);
+}
+
+static void test_deferred_run_in_order_next_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct deferred d = {.loop = loop};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nk_loop_defer(loop, defer_record, &d), 0);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.pending, 3);
+    assert_int_equal(nk_loop_timeout(loop), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.iter[0], d.iter[2]);
+    free_loop(loop);
+}
+
+static void test_task_queued_by_task_runs_next_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct deferred d = {.loop = loop};
+    assert_int_equal(nk_loop_defer(loop, defer_requeue, &d), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 1);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(d.n, 4);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(d.iter[i], d.iter[i - 1] + 1);
+    free_loop(loop);
+}
+
+static void cancelled_cb(nk_loop *loop, void *user)
+{
+    (void)loop;
+    (*(int *)user)++;
+}
+
+struct canceller {
+    struct nk__task victim;
+    int victim_runs;
+    struct nk__task self;
+};
+
+static void canceller_cb(nk_loop *loop, void *user)
+{
+    struct canceller *c = user;
+    nk__loop_cancel_task(loop, &c->victim);
+}
+
+static void test_internal_task_cancelled_by_earlier_task_never_runs(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct canceller c;
+    memset(&c, 0, sizeof c);
+    nk__loop_defer_task(loop, &c.self, canceller_cb, &c);
+    nk__loop_defer_task(loop, &c.victim, cancelled_cb, &c.victim_runs);
+    /* Queueing a queued task does nothing. */
+    nk__loop_defer_task(loop, &c.victim, cancelled_cb, &c.victim_runs);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.pending, 2);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(c.victim_runs, 0);
+    free_loop(loop);
+}
+
+/* ---- run modes, stop, refs ----------------------------------------- */
+
+static void test_run_default_returns_when_nothing_alive(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 0);
+    assert_int_equal(nk_loop_timeout(loop), -1);
+    const char *b = nk_loop_backend(loop);
+    assert_true(strcmp(b, "epoll") == 0 || strcmp(b, "poll") == 0);
+    free_loop(loop);
+}
+
+static void stop_cb(nk_timer *t, void *user)
+{
+    (void)t;
+    nk_loop_stop(user);
+}
+
+static void test_stop_from_callback_returns_after_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1, 1, stop_cb, loop, &t), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, 1);
+    nk_timer_stop(t);
+    free_loop(loop);
+}
+
+static void test_stop_before_run_makes_run_return_after_one_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    nk__loop_ref(loop); /* alive forever otherwise */
+    nk_loop_stop(loop);
+    nk_loop_stats a, b;
+    nk_loop_get_stats(loop, &a);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    nk_loop_get_stats(loop, &b);
+    assert_int_equal(b.iterations - a.iterations, 1);
+    /* ONCE with a ref returns 1 (still alive). */
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    nk__loop_unref(loop);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 0);
+    free_loop(loop);
+}
+
+struct sleeper {
+    nk_loop *loop;
+    pid_t tid;
+    bool saw_sleep;
+};
+
+/* The state letter of thread tid ('S' while blocked in its wait). */
+static char thread_state(pid_t tid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+static void *stop_when_asleep(void *arg)
+{
+    struct sleeper *s = arg;
+    /* Bounded wait for the loop thread to block in the kernel, so the
+     * stop really has to wake it. */
+    for (int i = 0; i < 5000 && !s->saw_sleep; i++) {
+        if (thread_state(s->tid) == 'S')
+            s->saw_sleep = true;
+        else {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    nk_loop_stop(s->loop);
+    return NULL;
+}
+
+static void test_stop_from_other_thread_wakes_blocked_loop(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    nk__loop_ref(loop); /* nothing to wait for but the stop */
+    pthread_t th;
+    struct sleeper s = {loop, gettid(), false};
+    assert_int_equal(pthread_create(&th, NULL, stop_when_asleep, &s), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    pthread_join(th, NULL);
+    assert_true(s.saw_sleep);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    /* Blocked, not spinning: a handful of iterations at most. */
+    assert_true(st.iterations <= 3);
+    nk__loop_unref(loop);
+    free_loop(loop);
+}
+
+static void reenter_cb(nk_timer *t, void *user)
+{
+    int *r = user;
+    *r = nk_loop_run(t->loop, NK_RUN_NOWAIT);
+    nk_timer_stop(t);
+}
+
+static void test_run_from_callback_is_ebusy(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int r = 0;
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 0, 0, reenter_cb, &r, &t), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r, NK_EBUSY);
+    free_loop(loop);
+}
+
+static void test_loop_free_is_ebusy_with_live_handles(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1000, 0, order_cb, NULL, &t), 0);
+    assert_int_equal(nk_loop_free(loop), NK_EBUSY);
+    nk_timer_stop(t);
+    int sv[2];
+    make_pair(sv);
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], 0, rw_cb, NULL, &io), 0);
+    assert_int_equal(nk_loop_free(loop), NK_EBUSY);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    /* Pending deferred work runs before the loop is freed. */
+    int runs = 0;
+    assert_int_equal(nk_loop_defer(loop, cancelled_cb, &runs), 0);
+    assert_int_equal(nk_loop_free(loop), 0);
+    assert_int_equal(runs, 1);
+}
+
+/* ---- main ---------------------------------------------------------- */
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_io_read_fires_when_data_arrives),
+        cmocka_unit_test(test_io_write_fires_and_interest_drops_from_callback),
+        cmocka_unit_test(test_io_zero_interest_then_set),
+        cmocka_unit_test(test_io_hangup_reported_as_watched_bits),
+        cmocka_unit_test(test_io_stop_self_and_other_in_same_iteration),
+        cmocka_unit_test(test_io_fd_reuse_in_same_iteration_gets_no_stale_event),
+        cmocka_unit_test(test_timers_fire_in_deadline_order_ties_in_start_order),
+        cmocka_unit_test(test_timer_repeats_until_stopped_in_callback),
+        cmocka_unit_test(test_one_shot_timer_restarted_from_its_callback),
+        cmocka_unit_test(test_timer_rearmed_at_zero_does_not_starve_io),
+        cmocka_unit_test(test_timer_stops_another_due_in_same_iteration),
+        cmocka_unit_test(test_deferred_run_in_order_next_iteration),
+        cmocka_unit_test(test_task_queued_by_task_runs_next_iteration),
+        cmocka_unit_test(test_internal_task_cancelled_by_earlier_task_never_runs),
+        cmocka_unit_test(test_run_default_returns_when_nothing_alive),
+        cmocka_unit_test(test_stop_from_callback_returns_after_iteration),
+        cmocka_unit_test(test_stop_before_run_makes_run_return_after_one_iteration),
+        cmocka_unit_test(test_stop_from_other_thread_wakes_blocked_loop),
+        cmocka_unit_test(test_run_from_callback_is_ebusy),
+        cmocka_unit_test(test_loop_free_is_ebusy_with_live_handles),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
