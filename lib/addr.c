@@ -184,9 +184,38 @@ int nk_addr_parse(const char *text, nk_addr *out)
     return parse_numeric_host(&t, port, out);
 }
 
+/* Is the last label all digits, or 0x and hex digits? No DNS name ends
+ * like that (RFC 3696 section 2), but getaddrinfo() would read such text
+ * with inet_aton()'s legacy rules ("127.1" is 127.0.0.1, "0x7f000001"
+ * too): refuse it rather than guess. */
+static bool looks_numeric(const char *host, size_t len)
+{
+    size_t start = len;
+    while (start > 0 && host[start - 1] != '.')
+        start--;
+    const char *l = host + start;
+    size_t n = len - start;
+    if (n == 0)
+        return false;
+    size_t i = 0;
+    bool hex = n > 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X');
+    if (hex)
+        i = 2;
+    for (; i < n; i++) {
+        char c = l[i];
+        bool ok = is_digit(c) ||
+                  (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 static int resolve_name(const struct addr_text *t, int port, int family,
                         nk_addr *out)
 {
+    if (looks_numeric(t->host, t->host_len))
+        return NK_EADDR_SYNTAX;
     char name[NK_ADDR_HOST_MAX + 1];
     memcpy(name, t->host, t->host_len);
     name[t->host_len] = '\0';

@@ -423,6 +423,15 @@ static void test_addr_resolve_numeric_and_errors(void **state)
                      NK_EADDR_BRACKET);
     assert_int_equal(nk_addr_resolve("[nosuch]:1", AF_UNSPEC, &a),
                      NK_EADDR_SYNTAX);
+    /* Not dotted quads, not names: no legacy inet_aton() reading. */
+    assert_int_equal(nk_addr_resolve("127.1:80", AF_UNSPEC, &a),
+                     NK_EADDR_SYNTAX);
+    assert_int_equal(nk_addr_resolve("0x7f000001:80", AF_UNSPEC, &a),
+                     NK_EADDR_SYNTAX);
+    assert_int_equal(nk_addr_resolve("1.2.3.256:80", AF_UNSPEC, &a),
+                     NK_EADDR_SYNTAX);
+    assert_int_equal(nk_addr_resolve("2130706433:80", AF_UNSPEC, &a),
+                     NK_EADDR_SYNTAX);
     /* RFC 6761: .invalid never resolves. */
     assert_int_equal(nk_addr_resolve("no-such-host.invalid:80", AF_UNSPEC, &a),
                      NK_ERESOLVE);

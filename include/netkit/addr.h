@@ -79,7 +79,10 @@ NK_API int nk_addr_parse(const char *text, nk_addr *out);
  * @param text   `HOST:PORT`, `[IPV6]:PORT` or `:PORT`.
  * @param family AF_UNSPEC (first result), AF_INET or AF_INET6.
  * @param out    Receives the address; untouched on failure.
- * With AF_INET6, `:PORT` means `[::]:PORT`.
+ * With AF_INET6, `:PORT` means `[::]:PORT`. A host whose last label is
+ * all digits (or `0x` and hex) but is not a dotted quad, such as `127.1`
+ * or `0x7f000001`, gives NK_EADDR_SYNTAX instead of inet_aton()'s legacy
+ * reading.
  * @return 0, any code of nk_addr_parse() except for names, NK_ERESOLVE when
  * the name has no address, NK_EADDR_FAMILY for a bad @p family or a numeric
  * address of the other family, -ENOMEM.
