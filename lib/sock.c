@@ -277,7 +277,8 @@ int nk__accept(struct nk__acceptor *a, int listen_fd, nk_addr *peer,
      * would wake up and fail again forever, while the client waits with no
      * answer. Spend the one descriptor kept in reserve to take the
      * connection off the queue and close it at once: the client sees EOF
-     * instead of hanging, and the loop makes progress. Limits: it sheds one
+     * instead of hanging, and the loop makes progress (the idea of libuv's
+     * uv__emfile_trick, one connection at a time here). Limits: it sheds one
      * connection per call; another thread may take the freed slot before
      * us (then the accept fails again and we report no shed); and with
      * ENFILE (system-wide) or a race the reserve may not reopen, in which
