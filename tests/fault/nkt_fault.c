@@ -89,8 +89,7 @@ void nkt_fault_eintr_storm(void)
     static const enum nkt_sys interruptible[] = {
         NKT_SEND,   NKT_SENDTO, NKT_SENDMSG, NKT_SENDMMSG, NKT_RECV,
         NKT_RECVFROM, NKT_RECVMSG, NKT_RECVMMSG, NKT_ACCEPT, NKT_ACCEPT4,
-        NKT_WRITEV, NKT_READV,  NKT_READ,    NKT_WRITE,    NKT_CONNECT,
-        NKT_POLL,   NKT_EPOLL_WAIT,
+        NKT_WRITEV, NKT_READV,  NKT_CONNECT, NKT_POLL,     NKT_EPOLL_WAIT,
     };
     for (size_t i = 0; i < sizeof interruptible / sizeof interruptible[0]; i++)
         nkt_fault_storm(interruptible[i], EINTR, 2);

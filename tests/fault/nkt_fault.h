@@ -62,7 +62,9 @@ void nkt_fault_errno_after(enum nkt_sys s, unsigned long skip, int err,
 void nkt_fault_storm(enum nkt_sys s, int err, unsigned period);
 
 /* EINTR on every other call of every call that can be interrupted
- * (transfers, accept, connect, poll, epoll_wait). */
+ * (socket transfers, readv/writev, accept, connect, poll, epoll_wait).
+ * read() and write() are left out: the library uses them on its eventfd,
+ * signalfd and wakeup pipe, which never block, so never see EINTR. */
 void nkt_fault_eintr_storm(void);
 
 /* Cap each of the next @times transfers of @s (-1: all) at @max_bytes.
