@@ -12,5 +12,6 @@
 #include "netkit/addr.h"
 #include "netkit/loop.h"
 #include "netkit/frame.h"
+#include "netkit/tcp.h"
 
 #endif

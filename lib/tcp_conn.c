@@ -1,0 +1,651 @@
+/* The buffered TCP connection: reads through a framing decoder, writes
+ * directly when it can and queues only the rest, applies watermarks, idle
+ * timeouts and the three ways to close.
+ *
+ * Hot path (one echoed message): one recv into the shared read buffer,
+ * the message handed out straight from it, one send that writes it all;
+ * no allocation, no timer heap operation (the idle timer is re-armed lazily
+ * when it fires), no epoll_ctl (interest is only changed when it differs). */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "netkit/error.h"
+#include "sock.h"
+#include "tcp_conn.h"
+
+enum {
+    C_PAUSED_WM = 1u << 0,  /* queue above the high watermark */
+    C_PAUSED_APP = 1u << 1, /* nk_tcp_conn_set_reading(false) */
+    C_EOF = 1u << 2,        /* the peer finished sending */
+    C_SHUT_WANTED = 1u << 3,/* shut down writing once the queue is sent */
+    C_WR_SHUT = 1u << 4,    /* writing side shut down */
+    C_CLOSING = 1u << 5,    /* graceful close: flushing, then draining */
+    C_DRAINING = 1u << 6,   /* flushed and shut: discarding until EOF */
+    C_DEAD = 1u << 7,       /* fd closed, on_close pending */
+};
+
+/* Incomplete message carried between reads; freed when empty. */
+struct rbuf {
+    size_t len, cap;
+    uint8_t data[];
+};
+
+/* Bytes the socket did not take; allocated only while it holds some. */
+struct wq {
+    size_t head, len, cap; /* pending bytes are data[head, len) */
+    uint8_t data[];
+};
+
+struct nk_tcp_conn {
+    nk_io io;
+    nk_timer timer;          /* idle timeout, then linger while draining */
+    struct nk__tcp_cfg *cfg;
+    void *user;
+    nk_tcp_conn *prev, *next;/* cfg->live; next also links cfg->closed */
+    struct rbuf *rbuf;
+    struct wq *wq;
+    uint64_t bytes_in, bytes_out;
+    uint64_t last_active;    /* loop time of the last read or write */
+    size_t peak_queued;
+    unsigned flags;
+    int reason;
+};
+
+static void conn_finish(nk_tcp_conn *c, int reason);
+
+static size_t queued(const nk_tcp_conn *c)
+{
+    return c->wq ? c->wq->len - c->wq->head : 0;
+}
+
+static size_t buffered(const nk_tcp_conn *c)
+{
+    return c->rbuf ? c->rbuf->len : 0;
+}
+
+/* Ask the loop for what the state needs; the loop is told only on change. */
+static void update_interest(nk_tcp_conn *c)
+{
+    if (c->flags & C_DEAD)
+        return;
+    unsigned want = 0;
+    if (!(c->flags & C_EOF) &&
+        ((c->flags & C_CLOSING) || !(c->flags & (C_PAUSED_WM | C_PAUSED_APP))))
+        want |= NK_READ;
+    if (queued(c))
+        want |= NK_WRITE;
+    if (want != c->io.events) {
+        int r = nk__io_set(&c->io, want);
+        if (r)
+            conn_finish(c, r);
+    }
+}
+
+/* ---- closing ---- */
+
+static void cfg_task(nk_loop *loop, void *arg)
+{
+    (void)loop;
+    struct nk__tcp_cfg *cfg = arg;
+    nk_tcp_conn *c;
+    /* on_close may close more connections: they join the list and are
+     * handled in this same run. */
+    while ((c = cfg->closed) != NULL) {
+        cfg->closed = c->next;
+        if (cfg->on_closed)
+            cfg->on_closed(cfg, c->reason);
+        if (cfg->opts.on_close)
+            cfg->opts.on_close(c, c->reason, c->user);
+        nk__free(c);
+        cfg->allocated--;
+    }
+    if (cfg->dying && cfg->allocated == 0 && cfg->release)
+        cfg->release(cfg);
+}
+
+/* The one place a connection ends: stop its watchers, close the fd, and
+ * leave on_close and the free to the deferred task, so it is safe from any
+ * callback (the fd number may be reused at once: the loop delivers no
+ * stale event to a stopped watcher). */
+static void conn_finish(nk_tcp_conn *c, int reason)
+{
+    if (c->flags & C_DEAD)
+        return;
+    struct nk__tcp_cfg *cfg = c->cfg;
+    c->flags |= C_DEAD;
+    c->reason = reason;
+    int fd = c->io.fd;
+    nk__io_stop(&c->io);
+    nk__timer_stop(&c->timer);
+    close(fd);
+    nk__free(c->rbuf);
+    c->rbuf = NULL;
+    nk__free(c->wq);
+    c->wq = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        cfg->live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = cfg->closed;
+    cfg->closed = c;
+    cfg->active--;
+    nk__loop_defer_task(cfg->loop, &cfg->task, cfg_task, cfg);
+}
+
+/* Everything queued is sent: finish a half-close or a graceful close. */
+static void after_flush(nk_tcp_conn *c)
+{
+    if ((c->flags & (C_SHUT_WANTED | C_WR_SHUT)) == C_SHUT_WANTED) {
+        c->flags |= C_WR_SHUT;
+        if (shutdown(c->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+            conn_finish(c, -errno);
+            return;
+        }
+    }
+    if (c->flags & C_CLOSING) {
+        if ((c->flags & C_EOF) || c->cfg->opts.linger_ms == 0) {
+            conn_finish(c, c->reason);
+            return;
+        }
+        if (!(c->flags & C_WR_SHUT)) {
+            c->flags |= C_WR_SHUT;
+            shutdown(c->io.fd, SHUT_WR);
+        }
+        /* Closing with unread input would send a RST, and a RST can make
+         * the peer drop the tail it has not read yet: read and discard
+         * until its EOF, for linger_ms at most. */
+        c->flags |= C_DRAINING;
+        nk__timer_start(&c->timer, c->cfg->opts.linger_ms, 0);
+        return;
+    }
+    if ((c->flags & (C_EOF | C_WR_SHUT)) == (C_EOF | C_WR_SHUT))
+        conn_finish(c, NK_EOF);
+}
+
+/* ---- writing ---- */
+
+static void flush(nk_tcp_conn *c)
+{
+    struct wq *q = c->wq;
+    while (q && q->head < q->len) {
+        size_t n = q->len - q->head;
+        ssize_t w = nk__send(c->io.fd, q->data + q->head, n);
+        if (w == -EAGAIN)
+            break;
+        if (w < 0) {
+            conn_finish(c, (int)w);
+            return;
+        }
+        q->head += (size_t)w;
+        c->bytes_out += (uint64_t)w;
+        c->last_active = nk_loop_now(c->cfg->loop);
+        if ((size_t)w < n)
+            break; /* the socket buffer is full: the next send would EAGAIN */
+    }
+    if (q && q->head == q->len) {
+        nk__free(q);
+        c->wq = NULL;
+    }
+    if ((c->flags & C_PAUSED_WM) && queued(c) <= c->cfg->opts.low_watermark) {
+        c->flags &= ~(unsigned)C_PAUSED_WM;
+        if (!(c->flags & C_CLOSING) && c->cfg->opts.on_drain) {
+            c->cfg->opts.on_drain(c, c->user);
+            if (c->flags & C_DEAD)
+                return;
+        }
+    }
+    if (!c->wq)
+        after_flush(c);
+}
+
+/* Append to the queue, compacting or growing it: 0 or -ENOMEM. */
+static int enqueue(nk_tcp_conn *c, const uint8_t *p, size_t n)
+{
+    struct wq *q = c->wq;
+    if (q && q->cap - q->len < n && q->head > 0) {
+        memmove(q->data, q->data + q->head, q->len - q->head);
+        q->len -= q->head;
+        q->head = 0;
+    }
+    if (!q || q->cap - q->len < n) {
+        size_t have = q ? q->len : 0;
+        size_t cap = q ? q->cap * 2 : 4096;
+        if (cap < have + n)
+            cap = have + n;
+        if (cap < have || cap > SIZE_MAX - sizeof *q)
+            return -ENOMEM;
+        struct wq *nq = nk__realloc(q, sizeof *q + cap);
+        if (!nq)
+            return -ENOMEM;
+        if (!q)
+            nq->head = nq->len = 0;
+        nq->cap = cap;
+        c->wq = q = nq;
+    }
+    memcpy(q->data + q->len, p, n);
+    q->len += n;
+    return 0;
+}
+
+int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
+{
+    if (!c || (!data && len))
+        return NK_EINVAL;
+    if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED | C_WR_SHUT))
+        return NK_ECLOSED;
+    const uint8_t *p = data;
+    size_t sent = 0;
+    if (!c->wq && len) {
+        /* Fast path: nothing queued, so write directly and copy nothing. */
+        ssize_t w = nk__send(c->io.fd, p, len);
+        if (w < 0 && w != -EAGAIN) {
+            conn_finish(c, (int)w);
+            return (int)w;
+        }
+        if (w > 0) {
+            sent = (size_t)w;
+            c->bytes_out += (uint64_t)w;
+            c->last_active = nk_loop_now(c->cfg->loop);
+        }
+        if (sent == len)
+            return 0;
+    }
+    size_t rest = len - sent;
+    if (rest == 0)
+        return queued(c) > c->cfg->opts.high_watermark;
+    size_t max = c->cfg->opts.max_queue;
+    if (max && (queued(c) > max || rest > max - queued(c))) {
+        conn_finish(c, NK_EQUEUE_FULL);
+        return NK_EQUEUE_FULL;
+    }
+    int r = enqueue(c, p + sent, rest);
+    if (r) {
+        if (sent) /* part of the message is on the wire: the stream is cut */
+            conn_finish(c, r);
+        return r;
+    }
+    size_t q = queued(c);
+    if (q > c->peak_queued)
+        c->peak_queued = q;
+    if (q > c->cfg->opts.high_watermark && !(c->flags & C_PAUSED_WM)) {
+        c->flags |= C_PAUSED_WM;
+        c->cfg->read_pauses++;
+    }
+    update_interest(c);
+    if (c->flags & C_DEAD)
+        return c->reason;
+    return q > c->cfg->opts.high_watermark;
+}
+
+/* ---- reading ---- */
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* How many of the @left bytes at @p to add to the partial message so that
+ * it completes (or grows by what is there), never more: the rest is
+ * decoded in place from the read buffer. */
+static size_t bytes_to_append(const nk_tcp_conn *c, const uint8_t *p,
+                              size_t left)
+{
+    const struct rbuf *b = c->rbuf;
+    const nk_frame_opts *f = &c->cfg->opts.frame;
+    size_t need;
+    if (f->kind == NK_FRAME_LENGTH32) {
+        if (b->len < 4) {
+            need = 4 - b->len;
+        } else {
+            uint64_t total = (uint64_t)be32(b->data) + 4;
+            need = total > b->len ? (size_t)(total - b->len) : 1;
+        }
+    } else {
+        const uint8_t *nl = memchr(p, '\n', left);
+        need = nl ? (size_t)(nl - p) + 1 : left;
+        /* The decoder fails past max_line + 2 bytes without "\n". */
+        size_t room = f->max_line + 2 > b->len ? f->max_line + 2 - b->len : 1;
+        if (need > room)
+            need = room;
+    }
+    return need < left ? need : left;
+}
+
+static int rbuf_append(nk_tcp_conn *c, const uint8_t *p, size_t n)
+{
+    struct rbuf *b = c->rbuf;
+    size_t have = b ? b->len : 0;
+    if (!b || b->cap - b->len < n) {
+        size_t cap = b ? b->cap * 2 : 256;
+        if (cap < have + n)
+            cap = have + n;
+        struct rbuf *nb = nk__realloc(b, sizeof *nb + cap);
+        if (!nb)
+            return -ENOMEM;
+        nb->len = have;
+        nb->cap = cap;
+        c->rbuf = b = nb;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* True while messages should still be handed to the application. */
+static bool delivering(const nk_tcp_conn *c)
+{
+    return !(c->flags & (C_DEAD | C_CLOSING));
+}
+
+static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
+{
+    const nk_tcp_conn_opts *o = &c->cfg->opts;
+    nk_frame_msg m;
+    /* First complete the message left over from earlier reads. */
+    while (c->rbuf && left) {
+        size_t n = bytes_to_append(c, p, left);
+        int r = rbuf_append(c, p, n);
+        if (r) {
+            conn_finish(c, r);
+            return;
+        }
+        p += n;
+        left -= n;
+        ptrdiff_t used = nk_frame_decode(&o->frame, c->rbuf->data,
+                                         c->rbuf->len, &m);
+        if (used < 0) {
+            conn_finish(c, (int)used);
+            return;
+        }
+        if (used == 0)
+            continue;
+        /* The buffer held exactly one message: hand it out, then free. */
+        struct rbuf *b = c->rbuf;
+        c->rbuf = NULL;
+        if (o->on_data)
+            o->on_data(c, m.data, m.len, c->user);
+        nk__free(b);
+        if (!delivering(c))
+            return;
+    }
+    /* Then decode in place; only a trailing partial message is copied. */
+    while (left) {
+        ptrdiff_t used = nk_frame_decode(&o->frame, p, left, &m);
+        if (used < 0) {
+            conn_finish(c, (int)used);
+            return;
+        }
+        if (used == 0) {
+            int r = rbuf_append(c, p, left);
+            if (r)
+                conn_finish(c, r);
+            return;
+        }
+        if (o->on_data)
+            o->on_data(c, m.data, m.len, c->user);
+        if (!delivering(c))
+            return;
+        p += used;
+        left -= (size_t)used;
+    }
+}
+
+static void on_peer_eof(nk_tcp_conn *c)
+{
+    c->flags |= C_EOF;
+    if (c->flags & C_CLOSING) {
+        if (c->flags & C_DRAINING)
+            conn_finish(c, c->reason);
+        return; /* still flushing; after_flush finishes */
+    }
+    if (c->rbuf) {
+        conn_finish(c, NK_EMIDFRAME);
+        return;
+    }
+    if (c->cfg->opts.on_eof) {
+        c->cfg->opts.on_eof(c, c->user);
+        if ((c->flags & (C_DEAD | C_CLOSING)) == 0 &&
+            (c->flags & C_WR_SHUT) && !queued(c))
+            conn_finish(c, NK_EOF);
+        return;
+    }
+    /* The peer's EOF while we still write is not an error: send the rest,
+     * then close with NK_EOF. */
+    c->flags |= C_CLOSING;
+    c->reason = NK_EOF;
+    if (!queued(c))
+        conn_finish(c, NK_EOF);
+}
+
+static void do_read(nk_tcp_conn *c)
+{
+    struct nk__tcp_cfg *cfg = c->cfg;
+    /* A few reads at most per wakeup, so one busy peer cannot starve the
+     * others; a short read means the socket is empty: no read for EAGAIN. */
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = nk__recv(c->io.fd, cfg->scratch, cfg->scratch_size);
+        if (n == -EAGAIN)
+            return;
+        if (n < 0) {
+            conn_finish(c, (int)n);
+            return;
+        }
+        if (n == 0) {
+            on_peer_eof(c);
+            return;
+        }
+        c->bytes_in += (uint64_t)n;
+        c->last_active = nk_loop_now(cfg->loop);
+        if (c->flags & C_CLOSING)
+            continue; /* draining: discard */
+        deliver(c, cfg->scratch, (size_t)n);
+        if (c->flags & (C_DEAD | C_CLOSING | C_PAUSED_WM | C_PAUSED_APP))
+            return;
+        if ((size_t)n < cfg->scratch_size)
+            return;
+    }
+}
+
+static void conn_io(nk_io *io, unsigned events, void *arg)
+{
+    (void)io;
+    nk_tcp_conn *c = arg;
+    if (events & NK_WRITE)
+        flush(c);
+    if ((events & NK_READ) && !(c->flags & (C_DEAD | C_EOF)))
+        do_read(c);
+    update_interest(c);
+}
+
+static void conn_timer(nk_timer *t, void *arg)
+{
+    (void)t;
+    nk_tcp_conn *c = arg;
+    if (c->flags & C_DRAINING) {
+        conn_finish(c, c->reason); /* linger over */
+        return;
+    }
+    /* Still flushing a graceful close: the idle limit bounds that too. */
+    /* Lazy idle timer: activity only stamps last_active; the timer is
+     * re-armed here for the time left, not on every message. */
+    uint64_t limit = c->cfg->opts.idle_timeout_ms;
+    uint64_t idle = nk_loop_now(c->cfg->loop) - c->last_active;
+    if (idle >= limit)
+        conn_finish(c, -ETIMEDOUT);
+    else
+        nk__timer_start(&c->timer, limit - idle, 0);
+}
+
+/* ---- lifecycle ---- */
+
+int nk__tcp_conn_opts_check(const nk_tcp_conn_opts *o)
+{
+    if (o->low_watermark > o->high_watermark)
+        return NK_EINVAL;
+    if (o->frame.kind != NK_FRAME_RAW && o->frame.kind != NK_FRAME_LINE &&
+        o->frame.kind != NK_FRAME_LENGTH32)
+        return NK_EINVAL;
+    return 0;
+}
+
+void nk__tcp_cfg_init(struct nk__tcp_cfg *cfg, nk_loop *loop,
+                      const nk_tcp_conn_opts *opts)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->loop = loop;
+    cfg->opts = *opts;
+}
+
+nk_tcp_conn *nk__tcp_conn_new(struct nk__tcp_cfg *cfg, int fd, int *err)
+{
+    nk_tcp_conn *c = nk__calloc(1, sizeof *c);
+    if (!c) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    c->cfg = cfg;
+    c->user = cfg->opts.user;
+    nk__io_init(&c->io, cfg->loop, fd, conn_io, c);
+    nk__timer_init(&c->timer, cfg->loop, conn_timer, c);
+    int r = nk__io_set(&c->io, NK_READ);
+    if (r) {
+        nk__free(c);
+        *err = r;
+        return NULL;
+    }
+    c->last_active = nk_loop_now(cfg->loop);
+    if (cfg->opts.idle_timeout_ms)
+        nk__timer_start(&c->timer, cfg->opts.idle_timeout_ms, 0);
+    c->next = cfg->live;
+    if (cfg->live)
+        cfg->live->prev = c;
+    cfg->live = c;
+    cfg->active++;
+    cfg->allocated++;
+    return c;
+}
+
+void nk__tcp_cfg_close_all(struct nk__tcp_cfg *cfg)
+{
+    while (cfg->live)
+        conn_finish(cfg->live, 0);
+}
+
+void nk__tcp_cfg_retire(struct nk__tcp_cfg *cfg)
+{
+    cfg->dying = true;
+    nk__loop_defer_task(cfg->loop, &cfg->task, cfg_task, cfg);
+}
+
+/* ---- public connection API ---- */
+
+int nk_tcp_conn_shutdown(nk_tcp_conn *c)
+{
+    if (!c)
+        return NK_EINVAL;
+    if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED))
+        return NK_ECLOSED;
+    c->flags |= C_SHUT_WANTED;
+    if (!queued(c)) {
+        after_flush(c);
+        update_interest(c);
+    }
+    return 0;
+}
+
+void nk_tcp_conn_close(nk_tcp_conn *c)
+{
+    if (!c || (c->flags & (C_DEAD | C_CLOSING)))
+        return;
+    c->flags |= C_CLOSING;
+    c->reason = 0;
+    if (!queued(c))
+        after_flush(c);
+    update_interest(c);
+}
+
+void nk_tcp_conn_abort(nk_tcp_conn *c)
+{
+    if (!c || (c->flags & C_DEAD))
+        return;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    conn_finish(c, 0);
+}
+
+int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
+{
+    if (!c)
+        return NK_EINVAL;
+    if (c->flags & (C_DEAD | C_CLOSING))
+        return NK_ECLOSED;
+    if (on)
+        c->flags &= ~(unsigned)C_PAUSED_APP;
+    else
+        c->flags |= C_PAUSED_APP;
+    update_interest(c);
+    return 0;
+}
+
+void nk_tcp_conn_set_user(nk_tcp_conn *c, void *user)
+{
+    if (c)
+        c->user = user;
+}
+
+void *nk_tcp_conn_user(const nk_tcp_conn *c)
+{
+    return c ? c->user : NULL;
+}
+
+int nk_tcp_conn_peer(const nk_tcp_conn *c, nk_addr *out)
+{
+    if (!c || !out)
+        return NK_EINVAL;
+    if (c->flags & C_DEAD)
+        return NK_ECLOSED;
+    return nk__sock_peer(c->io.fd, out);
+}
+
+int nk_tcp_conn_local(const nk_tcp_conn *c, nk_addr *out)
+{
+    if (!c || !out)
+        return NK_EINVAL;
+    if (c->flags & C_DEAD)
+        return NK_ECLOSED;
+    return nk__sock_name(c->io.fd, out);
+}
+
+void nk_tcp_conn_get_stats(const nk_tcp_conn *c, nk_tcp_conn_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!c)
+        return;
+    out->bytes_in = c->bytes_in;
+    out->bytes_out = c->bytes_out;
+    out->queued = queued(c);
+    out->peak_queued = c->peak_queued;
+    out->buffered = buffered(c);
+    out->reading_paused = (c->flags & C_PAUSED_WM) != 0;
+}
+
+int nk_tcp_conn_fd(const nk_tcp_conn *c)
+{
+    if (!c)
+        return NK_EINVAL;
+    return (c->flags & C_DEAD) ? NK_ECLOSED : c->io.fd;
+}
+
+nk_loop *nk_tcp_conn_loop(const nk_tcp_conn *c)
+{
+    return c ? c->cfg->loop : NULL;
+}

@@ -1,0 +1,645 @@
+/* tcp_server and the connection: byte-exact echo at 1, 100 and 1000
+ * clients, resets, half-close, slow readers against the watermarks, idle
+ * timeout, the connection cap, framing over real sockets, graceful close,
+ * the hard queue cap, and memory per idle connection. */
+#include "test_tcp_util.h"
+
+#include <netinet/in.h>
+#include <poll.h>
+
+#include "nkt_alloc.h"
+
+static void echo_clients(int n, size_t bytes)
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    srv_start(&st, &o);
+    struct rawc *cs = calloc((size_t)n, sizeof *cs);
+    assert_non_null(cs);
+    int done = 0;
+    for (int i = 0; i < n; i++)
+        rawc_start(&cs[i], st.loop, &st.addr, (uint64_t)i + 1, bytes, true,
+                   &done);
+    run_until_count(st.loop, &done, n, 15000);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(cs[i].end, 1);
+        assert_false(cs[i].mismatch);
+        assert_int_equal(cs[i].recvd, bytes);
+        rawc_close(&cs[i]);
+    }
+    run_until_count(st.loop, &st.closes, n, 10000);
+    nk_tcp_server_stats s = srv_stats(&st);
+    assert_int_equal(s.accepted, (uint64_t)n);
+    assert_int_equal(s.closed_eof, (uint64_t)n);
+    assert_int_equal(s.active, 0);
+    assert_int_equal(s.closed_reset + s.closed_other, 0);
+    assert_int_equal(st.bytes, (size_t)n * bytes);
+    free(cs);
+    srv_finish(&st);
+}
+
+static void test_echo_byte_exact_1_client(void **state)
+{
+    (void)state;
+    echo_clients(1, 4u << 20);
+}
+
+static void test_echo_byte_exact_100_clients(void **state)
+{
+    (void)state;
+    echo_clients(100, 256u << 10);
+}
+
+static void test_echo_byte_exact_1000_clients(void **state)
+{
+    (void)state;
+    if (!raise_nofile(2 * 1000 + 64)) {
+        print_message("skipped: RLIMIT_NOFILE cannot reach 2064\n");
+        skip();
+    }
+    echo_clients(1000, 16u << 10);
+}
+
+static void test_server_reports_port_and_rejects_bad_options(void **state)
+{
+    (void)state;
+    nk_loop *loop;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    nk_addr a, empty;
+    memset(&empty, 0, sizeof empty);
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    nk_tcp_server *s = NULL;
+    nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    assert_int_equal(nk_tcp_server_start(NULL, &a, &o, &s), NK_EINVAL);
+    assert_int_equal(nk_tcp_server_start(loop, &empty, &o, &s), NK_EINVAL);
+    o.conn.low_watermark = o.conn.high_watermark + 1;
+    assert_int_equal(nk_tcp_server_start(loop, &a, &o, &s), NK_EINVAL);
+    o = (nk_tcp_server_opts)NK_TCP_SERVER_OPTS_INIT;
+    o.read_chunk = 0;
+    assert_int_equal(nk_tcp_server_start(loop, &a, &o, &s), NK_EINVAL);
+    assert_int_equal(nk_tcp_server_start(loop, &a, NULL, &s), 0);
+    int port = nk_tcp_server_port(s);
+    assert_true(port > 0 && port < 65536);
+    /* The port is taken: a second listener without reuseport fails. */
+    nk_addr same = a;
+    nk_addr_set_port(&same, port);
+    nk_tcp_server *s2 = NULL;
+    assert_int_equal(nk_tcp_server_start(loop, &same, NULL, &s2), -EADDRINUSE);
+    assert_int_equal(nk_tcp_server_port(NULL), NK_EINVAL);
+    nk_tcp_server_free(s);
+    nk_tcp_server_free(NULL);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+static void test_peer_reset_mid_stream_others_still_served(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    srv_start(&st, &o);
+    /* The resetting peer sends 1 MiB, reads nothing, and resets. */
+    int bad = nkt_tcp_connect(&st.addr);
+    assert_true(bad >= 0);
+    static uint8_t chunk[1 << 20];
+    memset(chunk, 'r', sizeof chunk);
+    int done = 0;
+    struct rawc good[3];
+    for (int i = 0; i < 3; i++)
+        rawc_start(&good[i], st.loop, &st.addr, 100 + (uint64_t)i, 512u << 10,
+                   true, &done);
+    run_until_count(st.loop, &st.opens, 4, 5000);
+    (void)send(bad, chunk, sizeof chunk / 4, MSG_NOSIGNAL);
+    run_until_count(st.loop, &done, 1, 5000);
+    nkt_close_rst(bad);
+    run_until_count(st.loop, &done, 3, 10000);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_true(st.reasons[0] == -ECONNRESET || st.reasons[0] == -EPIPE);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(good[i].end, 1);
+        assert_false(good[i].mismatch);
+        rawc_close(&good[i]);
+    }
+    run_until_count(st.loop, &st.closes, 4, 5000);
+    nk_tcp_server_stats s = srv_stats(&st);
+    assert_int_equal(s.closed_reset, 1);
+    assert_int_equal(s.closed_eof, 3);
+    srv_finish(&st);
+}
+
+/* Half-close: the server replies after the client's EOF. */
+static void hc_eof(nk_tcp_conn *c, void *user)
+{
+    struct srv_state *st = user;
+    st->eofs++;
+    char reply[32];
+    int n = snprintf(reply, sizeof reply, "got %zu", st->bytes);
+    assert_int_equal(nk_tcp_conn_send(c, reply, (size_t)n), 0);
+    assert_int_equal(nk_tcp_conn_shutdown(c), 0);
+    assert_int_equal(nk_tcp_conn_send(c, "x", 1), NK_ECLOSED);
+}
+
+static void test_half_close_server_replies_after_client_eof(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    st.echo = false;
+    o.conn.on_eof = hc_eof;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    uint8_t buf[100000];
+    nkt_stream_fill(7, 0, buf, sizeof buf);
+    assert_int_equal(nkt_send_all(fd, buf, sizeof buf), 0);
+    assert_int_equal(nkt_shutdown_wr(fd), 0);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.eofs, 1);
+    assert_int_equal(st.bytes, sizeof buf);
+    assert_int_equal(st.reasons[0], NK_EOF);
+    char reply[32] = {0};
+    const char *want = "got 100000";
+    assert_int_equal(nkt_read_exact(fd, reply, strlen(want), 2000), 0);
+    assert_string_equal(reply, want);
+    assert_int_equal(nkt_expect_eof(fd, 2000), 0);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* The default without on_eof: what is queued is still sent after the
+ * peer's EOF, then the close reason is NK_EOF. */
+static void test_peer_eof_while_writing_is_not_an_error(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    static uint8_t buf[2 << 20];
+    nkt_stream_fill(9, 0, buf, sizeof buf);
+    /* Small pieces so the echo queues while the client does not read. */
+    size_t at = 0;
+    while (at < sizeof buf) {
+        assert_int_equal(nkt_send_all(fd, buf + at, 65536), 0);
+        at += 65536;
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    assert_int_equal(nkt_shutdown_wr(fd), 0);
+    static uint8_t back[2 << 20];
+    size_t got = 0;
+    while (got < sizeof back) {
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        int r = nkt_read_some(fd, back + got, sizeof back - got, 0);
+        if (r == -ETIMEDOUT)
+            continue;
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    assert_memory_equal(back, buf, sizeof buf);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], NK_EOF);
+    assert_int_equal(nkt_expect_eof(fd, 2000), 0);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* A peer that never reads: the queue stops at high watermark + one read,
+ * reading pauses, and everything arrives once the peer reads. */
+static void test_slow_reader_bounded_queue_then_resumes(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.high_watermark = 256 * 1024;
+    o.conn.low_watermark = 64 * 1024;
+    o.conn.on_drain = st_drain;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    int small = 64 * 1024; /* keep the kernel's share small and fixed */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *conn = st.last_conn;
+    const size_t total = 16u << 20;
+    static uint8_t buf[65536];
+    size_t sent = 0, got = 0;
+    size_t peak = 0;
+    bool mismatch = false;
+    /* Phase 1: write without reading until the server stops reading. */
+    for (int i = 0; i < 100000 && sent < total; i++) {
+        size_t n = total - sent < sizeof buf ? total - sent : sizeof buf;
+        nkt_stream_fill(3, sent, buf, n);
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        nk_tcp_conn_stats cs;
+        nk_tcp_conn_get_stats(conn, &cs);
+        if (cs.queued > peak)
+            peak = cs.queued;
+        if (w < 0 && cs.reading_paused)
+            break;
+    }
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(conn, &cs);
+    assert_true(cs.reading_paused);
+    assert_true(peak <= o.conn.high_watermark + o.read_chunk);
+    assert_true(cs.peak_queued <= o.conn.high_watermark + o.read_chunk);
+    assert_true(srv_stats(&st).read_pauses >= 1);
+    assert_true(sent < total);
+    /* Phase 2: read everything, keep writing; it completes byte-exact. */
+    for (int i = 0; i < 1000000 && got < total; i++) {
+        if (sent < total) {
+            size_t n = total - sent < sizeof buf ? total - sent : sizeof buf;
+            nkt_stream_fill(3, sent, buf, n);
+            ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r > 0) {
+            if (!nkt_stream_check(3, got, buf, (size_t)r))
+                mismatch = true;
+            got += (size_t)r;
+        }
+        nk_tcp_conn_get_stats(conn, &cs);
+        if (cs.queued > peak)
+            peak = cs.queued;
+    }
+    assert_int_equal(got, total);
+    assert_false(mismatch);
+    assert_true(st.drains >= 1);
+    assert_true(peak <= o.conn.high_watermark + o.read_chunk);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], NK_EOF);
+    srv_finish(&st);
+}
+
+static void test_hard_queue_cap_closes_with_queue_full(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.high_watermark = 1u << 20;
+    o.conn.max_queue = 100000;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    static uint8_t buf[65536];
+    memset(buf, 'q', sizeof buf);
+    for (int i = 0; i < 100000 && st.closes == 0; i++) {
+        (void)send(fd, buf, sizeof buf, MSG_NOSIGNAL);
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], NK_EQUEUE_FULL);
+    assert_int_equal(srv_stats(&st).closed_queue, 1);
+    close(fd);
+    srv_finish(&st);
+}
+
+static void test_idle_timeout_closes_with_etimedout(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.idle_timeout_ms = 100;
+    srv_start(&st, &o);
+    int idle = nkt_tcp_connect(&st.addr);
+    int busy = nkt_tcp_connect(&st.addr);
+    assert_true(idle >= 0 && busy >= 0);
+    run_until_count(st.loop, &st.opens, 2, 5000);
+    uint64_t start = nkt_now_ms();
+    /* The busy client keeps talking past the idle one's deadline. */
+    char b[4];
+    while (st.closes == 0 && nkt_now_ms() - start < 5000) {
+        assert_int_equal(nkt_send_all(busy, "ping", 4), 0);
+        while (nkt_read_some(busy, b, 4, 0) == -ETIMEDOUT)
+            nk_loop_run(st.loop, NK_RUN_ONCE);
+    }
+    assert_int_equal(st.closes, 1);
+    assert_int_equal(st.reasons[0], -ETIMEDOUT);
+    assert_true(nkt_now_ms() - start >= 100);
+    int r = nkt_expect_eof(idle, 0);
+    assert_true(r == 0 || r == -ECONNRESET);
+    run_until_count(st.loop, &st.closes, 2, 5000);
+    assert_int_equal(st.reasons[1], -ETIMEDOUT);
+    assert_int_equal(srv_stats(&st).closed_timeout, 2);
+    close(idle);
+    close(busy);
+    srv_finish(&st);
+}
+
+static void test_max_connections_rejects_excess_at_once(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.max_connections = 10;
+    srv_start(&st, &o);
+    int done = 0;
+    struct rawc cs[50];
+    for (int i = 0; i < 50; i++)
+        rawc_start(&cs[i], st.loop, &st.addr, (uint64_t)i, 1, true, &done);
+    /* The 10 served get their byte back; the 40 others see EOF at once. */
+    run_until_count(st.loop, &done, 50, 10000);
+    int served = 0, refused = 0;
+    for (int i = 0; i < 50; i++) {
+        if (cs[i].recvd == 1)
+            served++;
+        else if (cs[i].end == 1 || cs[i].end == -ECONNRESET)
+            refused++;
+        rawc_close(&cs[i]);
+    }
+    assert_int_equal(served, 10);
+    assert_int_equal(refused, 40);
+    nk_tcp_server_stats s = srv_stats(&st);
+    assert_int_equal(s.accepted, 10);
+    assert_int_equal(s.rejected, 40);
+    run_until_count(st.loop, &st.closes, 10, 5000);
+    srv_finish(&st);
+}
+
+/* Framing over a socket: messages cut by the decoder whatever the writes. */
+struct msgs {
+    char got[16][64];
+    int n;
+};
+
+static void msg_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    struct msgs *m = (struct msgs *)st->last_conn;
+    (void)c;
+    st->datas++;
+    if (m->n < 16 && n < 64) {
+        memcpy(m->got[m->n], d, n);
+        m->got[m->n][n] = 0;
+    }
+    m->n++;
+}
+
+static void framed(nk_frame_kind kind, const void *stream, size_t len,
+                   int expect_msgs, int expect_reason, struct msgs *m)
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.on_open = NULL;
+    o.conn.on_data = msg_data;
+    o.conn.frame.kind = kind;
+    o.conn.frame.max_line = 16;
+    o.conn.frame.max_frame = 16;
+    st.last_conn = (nk_tcp_conn *)m; /* smuggle the message log */
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    const uint8_t *p = stream;
+    /* One byte per write for the first half, then the rest at once. */
+    /* After a framing error the server closes: later writes may fail. */
+    bool ok = expect_reason == NK_EOF;
+    for (size_t i = 0; i < len / 2; i++) {
+        int r = nkt_send_all(fd, p + i, 1);
+        assert_true(r == 0 || (!ok && (r == -EPIPE || r == -ECONNRESET)));
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    int r = nkt_send_all(fd, p + len / 2, len - len / 2);
+    assert_true(r == 0 || (!ok && (r == -EPIPE || r == -ECONNRESET)));
+    r = nkt_shutdown_wr(fd);
+    assert_true(r == 0 || (!ok && r == -ENOTCONN));
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(m->n, expect_msgs);
+    assert_int_equal(st.reasons[0], expect_reason);
+    close(fd);
+    srv_finish(&st);
+}
+
+static void test_line_framing_over_socket(void **state)
+{
+    (void)state;
+    struct msgs m = {0};
+    const char s[] = "one\r\ntwo\n\nthree\n";
+    framed(NK_FRAME_LINE, s, sizeof s - 1, 4, NK_EOF, &m);
+    assert_string_equal(m.got[0], "one");
+    assert_string_equal(m.got[1], "two");
+    assert_string_equal(m.got[2], "");
+    assert_string_equal(m.got[3], "three");
+}
+
+static void test_line_too_long_closes_with_reason(void **state)
+{
+    (void)state;
+    struct msgs m = {0};
+    const char s[] = "ok\n0123456789abcdefXYZ and no newline at all";
+    framed(NK_FRAME_LINE, s, sizeof s - 1, 1, NK_ELINE_TOO_LONG, &m);
+}
+
+static void test_length32_framing_and_errors_over_socket(void **state)
+{
+    (void)state;
+    uint8_t s[64];
+    size_t n = 0;
+    nk_frame_length32_prefix(3, s + n);
+    memcpy(s + n + 4, "abc", 3);
+    n += 7;
+    nk_frame_length32_prefix(0, s + n); /* empty message */
+    n += 4;
+    struct msgs m = {0};
+    framed(NK_FRAME_LENGTH32, s, n, 2, NK_EOF, &m);
+    assert_string_equal(m.got[0], "abc");
+    assert_string_equal(m.got[1], "");
+    /* A huge prefix closes on the prefix alone. */
+    static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, 'A', 'A'};
+    struct msgs m2 = {0};
+    framed(NK_FRAME_LENGTH32, huge, sizeof huge, 0, NK_EFRAME_TOO_LARGE, &m2);
+    /* EOF in the middle of a frame is not a clean EOF. */
+    static const uint8_t cut[] = {0, 0, 0, 10, 'a', 'b'};
+    struct msgs m3 = {0};
+    framed(NK_FRAME_LENGTH32, cut, sizeof cut, 0, NK_EMIDFRAME, &m3);
+}
+
+/* Graceful close with unread input: the peer still gets the reply. */
+static void gc_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    (void)d;
+    st->bytes += n;
+    if (st->datas++ == 0) {
+        assert_int_equal(nk_tcp_conn_send(c, "0123456789", 10), 0);
+        nk_tcp_conn_close(c);
+        assert_int_equal(nk_tcp_conn_send(c, "x", 1), NK_ECLOSED);
+    }
+}
+
+static void test_graceful_close_with_unread_input_delivers_reply(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.on_data = gc_data;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    static uint8_t big[1 << 20];
+    size_t sent = 0;
+    for (int i = 0; i < 100000 && sent < sizeof big; i++) {
+        ssize_t w = send(fd, big + sent, sizeof big - sent, MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    assert_int_equal(sent, sizeof big);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], 0);
+    char reply[11] = {0};
+    assert_int_equal(nkt_read_exact(fd, reply, 10, 2000), 0);
+    assert_string_equal(reply, "0123456789");
+    assert_int_equal(nkt_expect_eof(fd, 2000), 0);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* Closing from callbacks: a connection closes itself and another one in
+ * the same data callback; each on_close runs once. */
+static nk_tcp_conn *victims[2];
+static void cc_open(nk_tcp_conn *c, void *user)
+{
+    struct srv_state *st = user;
+    victims[st->opens++ % 2] = c;
+}
+
+static void cc_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    (void)d;
+    (void)n;
+    st->datas++;
+    nk_tcp_conn *other = victims[0] == c ? victims[1] : victims[0];
+    nk_tcp_conn_abort(other);
+    nk_tcp_conn_close(c);
+    nk_tcp_conn_close(c);
+    nk_tcp_conn_abort(c);
+    assert_int_equal(nk_tcp_conn_send(c, "x", 1), NK_ECLOSED);
+    assert_int_equal(nk_tcp_conn_fd(c), NK_ECLOSED);
+}
+
+static void test_close_own_and_other_from_callback(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.on_open = cc_open;
+    o.conn.on_data = cc_data;
+    srv_start(&st, &o);
+    int a = nkt_tcp_connect(&st.addr);
+    int b = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, 2, 5000);
+    assert_int_equal(nkt_send_all(a, "hi", 2), 0);
+    assert_int_equal(nkt_send_all(b, "hi", 2), 0);
+    run_until_count(st.loop, &st.closes, 2, 5000);
+    /* Let any stale event of the second one be dispatched, if it were. */
+    for (int i = 0; i < 5; i++)
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    assert_int_equal(st.closes, 2);
+    assert_int_equal(st.datas, 1);
+    assert_int_equal(srv_stats(&st).closed_local, 2);
+    close(a);
+    close(b);
+    srv_finish(&st);
+}
+
+/* Server freed from inside a callback, with connections open. */
+static void sf_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    (void)c;
+    (void)d;
+    (void)n;
+    nk_tcp_server_free(st->srv);
+    st->srv = NULL;
+}
+
+static void test_server_free_from_callback_closes_all(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.on_data = sf_data;
+    srv_start(&st, &o);
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, 3, 5000);
+    assert_int_equal(nkt_send_all(fds[1], "x", 1), 0);
+    run_until_count(st.loop, &st.closes, 3, 5000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(st.reasons[i], 0);
+        int r = nkt_expect_eof(fds[i], 2000);
+        assert_true(r == 0 || r == -ECONNRESET);
+        close(fds[i]);
+    }
+    assert_int_equal(nk_loop_run(st.loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(nk_loop_free(st.loop), 0);
+}
+
+/* Library memory per idle connection, counted by the test allocator. */
+static void test_idle_connection_costs_at_most_256_bytes(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    srv_start(&st, &o);
+    enum { N = 50 };
+    size_t before = nkt_alloc_live_bytes();
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, N, 5000);
+    /* Some traffic first: buffers used on the way must be gone after. */
+    assert_int_equal(nkt_send_all(fds[0], "abc", 3), 0);
+    char b[3];
+    while (nkt_read_some(fds[0], b, 3, 0) == -ETIMEDOUT)
+        nk_loop_run(st.loop, NK_RUN_ONCE);
+    size_t after = nkt_alloc_live_bytes();
+    size_t per = (after - before) / N;
+    print_message("library memory per idle connection: %zu bytes\n", per);
+    assert_true(per <= 256);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    run_until_count(st.loop, &st.closes, N, 5000);
+    srv_finish(&st);
+}
+
+int main(void)
+{
+    nkt_alloc_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_byte_exact_1_client),
+        cmocka_unit_test(test_echo_byte_exact_100_clients),
+        cmocka_unit_test(test_echo_byte_exact_1000_clients),
+        cmocka_unit_test(test_server_reports_port_and_rejects_bad_options),
+        cmocka_unit_test(test_peer_reset_mid_stream_others_still_served),
+        cmocka_unit_test(test_half_close_server_replies_after_client_eof),
+        cmocka_unit_test(test_peer_eof_while_writing_is_not_an_error),
+        cmocka_unit_test(test_slow_reader_bounded_queue_then_resumes),
+        cmocka_unit_test(test_hard_queue_cap_closes_with_queue_full),
+        cmocka_unit_test(test_idle_timeout_closes_with_etimedout),
+        cmocka_unit_test(test_max_connections_rejects_excess_at_once),
+        cmocka_unit_test(test_line_framing_over_socket),
+        cmocka_unit_test(test_line_too_long_closes_with_reason),
+        cmocka_unit_test(test_length32_framing_and_errors_over_socket),
+        cmocka_unit_test(test_graceful_close_with_unread_input_delivers_reply),
+        cmocka_unit_test(test_close_own_and_other_from_callback),
+        cmocka_unit_test(test_server_free_from_callback_closes_all),
+        cmocka_unit_test(test_idle_connection_costs_at_most_256_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
