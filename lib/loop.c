@@ -223,14 +223,17 @@ void nk__loop_cancel_task(nk_loop *loop, struct nk__task *task)
 /* Runs the tasks queued before this call; those queued by them carry the
  * new epoch and wait for the next iteration, so a task that re-queues
  * itself cannot hold the loop here. */
-static void run_tasks(nk_loop *loop)
+static size_t run_tasks(nk_loop *loop)
 {
     uint64_t epoch = loop->task_epoch++;
     struct nk__task *t;
+    size_t ran = 0;
     while ((t = loop->task_head) && t->epoch == epoch) {
         nk__loop_cancel_task(loop, t);
         t->cb(loop, t->user);
+        ran++;
     }
+    return ran;
 }
 
 static void defer_trampoline(nk_loop *loop, void *arg)
@@ -482,17 +485,26 @@ int nk_loop_timeout(const nk_loop *loop)
 static int iterate(nk_loop *loop, nk_run_mode mode)
 {
     loop->iterations++;
-    run_tasks(loop);
-    nk__timers_run(loop);
+    size_t ran = run_tasks(loop);
+    ran += nk__timers_run(loop);
     int timeout = 0;
-    if (mode != NK_RUN_NOWAIT && alive(loop))
-        timeout = nk_loop_timeout(loop);
+    /* ONCE waits only if nothing has run yet in this iteration. */
+    if (mode == NK_RUN_DEFAULT || (mode == NK_RUN_ONCE && !ran)) {
+        if (alive(loop))
+            timeout = nk_loop_timeout(loop);
+    }
     /* The backend refreshes the time when the wait ends, before dispatch:
      * the one clock read of the iteration serves the I/O callbacks and the
      * next iteration's timers. */
     int r = nk__backend_poll(loop->backend, timeout);
     drain_posted(loop);
-    return r < 0 ? r : 0;
+    if (r < 0)
+        return r;
+    /* ONCE promises progress: if the wait ended on a timer's deadline,
+     * fire it now rather than in an iteration that may never come. */
+    if (mode == NK_RUN_ONCE && !ran && !r)
+        nk__timers_run(loop);
+    return 0;
 }
 
 int nk_loop_run(nk_loop *loop, nk_run_mode mode)

@@ -62,7 +62,8 @@ struct nk_loop {
 };
 
 /* loop_timer.c */
-void nk__timers_run(nk_loop *loop);
+/* Fires the due timers; returns how many fired. */
+size_t nk__timers_run(nk_loop *loop);
 /* The earliest deadline, or UINT64_MAX with no timer. */
 uint64_t nk__timers_next(const nk_loop *loop);
 

@@ -183,9 +183,10 @@ uint64_t nk__timers_next(const nk_loop *loop)
 /* Fires the due timers in (deadline, seq) order. A timer started or
  * re-armed during this pass has seq >= limit and waits for the next
  * iteration, so a timer re-armed at 0 cannot keep the loop from polling. */
-void nk__timers_run(nk_loop *loop)
+size_t nk__timers_run(nk_loop *loop)
 {
     uint64_t limit = loop->timer_seq;
+    size_t fired = 0;
     while (loop->heap_min) {
         nk_timer *t = TIMER_OF(loop->heap_min);
         if (t->deadline > loop->now || t->seq >= limit)
@@ -199,8 +200,10 @@ void nk__timers_run(nk_loop *loop)
         } else {
             t->heap_index = SIZE_MAX;
         }
+        fired++;
         t->cb(t, t->user);
     }
+    return fired;
 }
 
 /* ---- public API ---------------------------------------------------- */
