@@ -1,0 +1,41 @@
+/* The job every benchmark server does: uppercase ASCII letters, eight bytes
+ * at a time, so the job's own cost stays small next to the server's I/O.
+ * Header-only and shared by every server, so they all do identical work. */
+#ifndef BENCH_UPPER_H
+#define BENCH_UPPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* For each byte of @w in 'a'..'z', clear bit 0x20. The per-byte sums below
+ * never carry into the next byte: the high bit of each byte is masked off
+ * first, and 0x7f + 0x1f < 0x100. */
+static inline uint64_t upper_word(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t low7 = w & (ones * 0x7f);
+    uint64_t ge_a = low7 + ones * (0x80 - 'a');
+    uint64_t gt_z = low7 + ones * (0x80 - 'z' - 1);
+    uint64_t lower = ge_a & ~gt_z & ~w & (ones * 0x80);
+    return w ^ (lower >> 2);
+}
+
+/* Uppercase @n bytes of @buf in place. */
+static inline void upper_buf(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w = upper_word(w);
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < n; i++) {
+        if (p[i] >= 'a' && p[i] <= 'z')
+            p[i] ^= 0x20;
+    }
+}
+
+#endif
