@@ -21,21 +21,28 @@ static inline uint64_t upper_word(uint64_t w)
     return w ^ (lower >> 2);
 }
 
-/* Uppercase @n bytes of @buf in place. */
-static inline void upper_buf(void *buf, size_t n)
+/* Copy @n bytes from @src to @dst uppercased; @dst may be @src (servers
+ * whose library hands them read-only data copy, the others work in place:
+ * the same loop either way). */
+static inline void upper_copy(void *dst, const void *src, size_t n)
 {
-    unsigned char *p = buf;
+    unsigned char *d = dst;
+    const unsigned char *s = src;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
-        memcpy(&w, p + i, 8);
+        memcpy(&w, s + i, 8);
         w = upper_word(w);
-        memcpy(p + i, &w, 8);
+        memcpy(d + i, &w, 8);
     }
-    for (; i < n; i++) {
-        if (p[i] >= 'a' && p[i] <= 'z')
-            p[i] ^= 0x20;
-    }
+    for (; i < n; i++)
+        d[i] = (s[i] >= 'a' && s[i] <= 'z') ? (unsigned char)(s[i] ^ 0x20) : s[i];
+}
+
+/* Uppercase @n bytes of @buf in place. */
+static inline void upper_buf(void *buf, size_t n)
+{
+    upper_copy(buf, buf, n);
 }
 
 #endif
