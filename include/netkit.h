@@ -13,5 +13,7 @@
 #include "netkit/loop.h"
 #include "netkit/frame.h"
 #include "netkit/tcp.h"
+#include "netkit/udp.h"
+#include "netkit/room.h"
 
 #endif

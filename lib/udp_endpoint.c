@@ -1,0 +1,704 @@
+/* UDP endpoint: one datagram socket, receiving in batches on a loop or with
+ * a blocking call, sending one datagram or many per system call.
+ *
+ * Nothing is allocated per datagram: the receive set (one buffer of
+ * max_datagram bytes, one iovec and one address per batch slot) and the
+ * send set are built once when the endpoint opens and reused. */
+#include "netkit/udp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#if defined(__linux__)
+#include <linux/errqueue.h>
+#endif
+
+#include "alloc.h"
+#include "loop_internal.h"
+#include "netkit/error.h"
+#include "sock.h"
+#include "udp_batch.h"
+
+/* Room for any address the endpoint sends to or receives from. */
+union sa_any {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+struct nk_udp_endpoint {
+    nk_loop *loop;
+    int fd;
+    int family; /* of the socket */
+    bool connected;
+    bool closing;
+    bool watching; /* io initialised */
+    bool receiving;
+    unsigned depth; /* nesting of our own dispatch: free when it ends */
+    nk_addr peer;
+    nk_udp_endpoint_opts opts;
+    nk_udp_recv_cb cb;
+    void *user;
+    nk_io io;
+
+    /* receive set: recv_batch slots of max_datagram bytes each */
+    unsigned char *rbuf;
+    struct mmsghdr *rmsg;
+    struct iovec *riov;
+    union sa_any *rname;
+
+    /* send set: send_batch slots */
+    struct mmsghdr *smsg;
+    struct iovec *siov;
+    union sa_any *sname;
+
+    nk_udp_endpoint_stats stats;
+};
+
+static const nk_udp_endpoint_opts default_opts = NK_UDP_ENDPOINT_OPTS_INIT;
+
+/* Errors a datagram socket reports late, for an earlier datagram to some
+ * destination (ICMP): they say nothing about the current call. */
+static bool is_async_error(int e)
+{
+    return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH ||
+           e == EHOSTDOWN;
+}
+
+static void free_endpoint(nk_udp_endpoint *ep)
+{
+    nk__free(ep->rbuf);
+    nk__free(ep->rmsg);
+    nk__free(ep->riov);
+    nk__free(ep->rname);
+    nk__free(ep->smsg);
+    nk__free(ep->siov);
+    nk__free(ep->sname);
+    nk__free(ep);
+}
+
+static int check_opts(const nk_udp_endpoint_opts *o)
+{
+    if (o->max_datagram < 1 || o->max_datagram > 65536)
+        return NK_EINVAL;
+    if (o->recv_batch < 1 || o->recv_batch > 1024)
+        return NK_EINVAL;
+    if (o->send_batch < 1 || o->send_batch > 1024)
+        return NK_EINVAL;
+    if (o->max_per_wakeup < 1 || o->v6only < -1 || o->v6only > 1)
+        return NK_EINVAL;
+    if (o->sndbuf < 0 || o->rcvbuf < 0)
+        return NK_EINVAL;
+    return 0;
+}
+
+static int alloc_sets(nk_udp_endpoint *ep)
+{
+    const nk_udp_endpoint_opts *o = &ep->opts;
+    size_t ns = o->send_batch;
+    ep->smsg = nk__calloc(ns, sizeof *ep->smsg);
+    ep->siov = nk__calloc(ns, sizeof *ep->siov);
+    ep->sname = nk__calloc(ns, sizeof *ep->sname);
+    if (!ep->smsg || !ep->siov || !ep->sname)
+        return -ENOMEM;
+    for (size_t i = 0; i < ns; i++) {
+        ep->smsg[i].msg_hdr.msg_iov = &ep->siov[i];
+        ep->smsg[i].msg_hdr.msg_iovlen = 1;
+    }
+    if (ep->loop == NULL || ep->cb == NULL)
+        return 0; /* blocking use: the caller's buffer receives */
+
+    size_t nr = o->recv_batch;
+    /* One slot per datagram of the batch. Pages of the big buffer are only
+     * touched as far as datagrams actually fill them. */
+    ep->rbuf = nk__malloc(nr * o->max_datagram);
+    ep->rmsg = nk__calloc(nr, sizeof *ep->rmsg);
+    ep->riov = nk__calloc(nr, sizeof *ep->riov);
+    ep->rname = nk__calloc(nr, sizeof *ep->rname);
+    if (!ep->rbuf || !ep->rmsg || !ep->riov || !ep->rname)
+        return -ENOMEM;
+    for (size_t i = 0; i < nr; i++) {
+        ep->riov[i].iov_base = ep->rbuf + i * o->max_datagram;
+        ep->riov[i].iov_len = o->max_datagram;
+        ep->rmsg[i].msg_hdr.msg_iov = &ep->riov[i];
+        ep->rmsg[i].msg_hdr.msg_iovlen = 1;
+        ep->rmsg[i].msg_hdr.msg_name = &ep->rname[i];
+    }
+    return 0;
+}
+
+static int set_int(int fd, int level, int name, int value)
+{
+    return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0
+                                                                  : -errno;
+}
+
+static void on_io(nk_io *io, unsigned events, void *user);
+
+static int open_common(nk_loop *loop, const nk_addr *bind_addr,
+                       const nk_addr *peer, const nk_udp_endpoint_opts *opts,
+                       nk_udp_recv_cb cb, void *user, nk_udp_endpoint **out)
+{
+    if (out == NULL || bind_addr == NULL || nk_addr_family(bind_addr) == 0)
+        return NK_EINVAL;
+    if (opts == NULL)
+        opts = &default_opts;
+    int rc = check_opts(opts);
+    if (rc < 0)
+        return rc;
+
+    nk_udp_endpoint *ep = nk__calloc(1, sizeof *ep);
+    if (ep == NULL)
+        return -ENOMEM;
+    ep->fd = -1;
+    ep->loop = loop;
+    ep->cb = cb;
+    ep->user = user;
+    ep->opts = *opts;
+    ep->family = nk_addr_family(bind_addr);
+    if ((rc = alloc_sets(ep)) < 0)
+        goto fail;
+
+    struct nk__sock_opts so = NK__SOCK_OPTS_INIT;
+    so.reuseaddr = opts->reuseaddr;
+    so.reuseport = opts->reuseport;
+    so.v6only = opts->v6only;
+    so.sndbuf = opts->sndbuf;
+    so.rcvbuf = opts->rcvbuf;
+    rc = nk__udp_open(bind_addr, &so);
+    if (rc < 0)
+        goto fail;
+    ep->fd = rc;
+
+    if (opts->broadcast &&
+        (rc = set_int(ep->fd, SOL_SOCKET, SO_BROADCAST, 1)) < 0)
+        goto fail;
+#if defined(__linux__)
+    if (opts->recv_errors) {
+        rc = ep->family == AF_INET6
+                 ? set_int(ep->fd, IPPROTO_IPV6, IPV6_RECVERR, 1)
+                 : set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
+        /* A dual-stack socket reports IPv4 errors through IP_RECVERR. */
+        if (rc == 0 && ep->family == AF_INET6 && opts->v6only != 1)
+            (void)set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
+        if (rc < 0)
+            goto fail;
+    }
+#endif
+    if (peer != NULL) {
+        if (connect(ep->fd, &peer->u.sa, peer->len) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        ep->peer = *peer;
+        nk_addr_normalize(&ep->peer);
+        ep->connected = true;
+    }
+    if (loop != NULL && cb != NULL) {
+        nk__io_init(&ep->io, loop, ep->fd, on_io, ep);
+        ep->watching = true;
+        if ((rc = nk__io_set(&ep->io, NK_READ)) < 0)
+            goto fail;
+        ep->receiving = true;
+    }
+    *out = ep;
+    return 0;
+
+fail:
+    if (ep->watching)
+        nk__io_stop(&ep->io);
+    if (ep->fd >= 0)
+        close(ep->fd);
+    free_endpoint(ep);
+    return rc;
+}
+
+int nk_udp_endpoint_bind(nk_loop *loop, const nk_addr *bind_addr,
+                         const nk_udp_endpoint_opts *opts, nk_udp_recv_cb cb,
+                         void *user, nk_udp_endpoint **out)
+{
+    return open_common(loop, bind_addr, NULL, opts, cb, user, out);
+}
+
+int nk_udp_endpoint_connect(nk_loop *loop, const nk_addr *peer,
+                            const nk_udp_endpoint_opts *opts,
+                            nk_udp_recv_cb cb, void *user,
+                            nk_udp_endpoint **out)
+{
+    if (peer == NULL)
+        return NK_EINVAL;
+    nk_addr any;
+    int rc = nk_addr_parse(nk_addr_family(peer) == AF_INET6 ? "[::]:0"
+                                                             : "0.0.0.0:0",
+                           &any);
+    if (rc < 0)
+        return NK_EINVAL;
+    return open_common(loop, &any, peer, opts, cb, user, out);
+}
+
+void nk_udp_endpoint_close(nk_udp_endpoint *ep)
+{
+    if (ep == NULL || ep->closing)
+        return;
+    ep->closing = true;
+    if (ep->watching)
+        nk__io_stop(&ep->io);
+    if (ep->fd >= 0)
+        close(ep->fd);
+    ep->fd = -1;
+    /* Closed from inside our own dispatch: on_io frees it on the way out. */
+    if (ep->depth == 0)
+        free_endpoint(ep);
+}
+
+/* The destination as the socket wants it: an IPv4 address becomes
+ * IPv4-mapped for an IPv6 socket, a mapped one becomes plain for IPv4. */
+static int dest_for(const nk_udp_endpoint *ep, const nk_addr *to,
+                    union sa_any *out, socklen_t *len, size_t *limit)
+{
+    int fam = nk_addr_family(to);
+    if (fam == 0)
+        return NK_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (fam == AF_INET && ep->family == AF_INET6) {
+        out->v6.sin6_family = AF_INET6;
+        out->v6.sin6_port = to->u.v4.sin_port;
+        out->v6.sin6_addr.s6_addr[10] = 0xff;
+        out->v6.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&out->v6.sin6_addr.s6_addr[12], &to->u.v4.sin_addr, 4);
+        *len = sizeof out->v6;
+        *limit = NK_UDP_MAX_IPV4;
+    } else if (fam == AF_INET6 && ep->family == AF_INET) {
+        if (!IN6_IS_ADDR_V4MAPPED(&to->u.v6.sin6_addr))
+            return -EAFNOSUPPORT;
+        out->v4.sin_family = AF_INET;
+        out->v4.sin_port = to->u.v6.sin6_port;
+        memcpy(&out->v4.sin_addr, &to->u.v6.sin6_addr.s6_addr[12], 4);
+        *len = sizeof out->v4;
+        *limit = NK_UDP_MAX_IPV4;
+    } else {
+        memcpy(out, &to->u, to->len);
+        *len = to->len;
+        *limit = fam == AF_INET || IN6_IS_ADDR_V4MAPPED(&to->u.v6.sin6_addr)
+                     ? NK_UDP_MAX_IPV4
+                     : NK_UDP_MAX_IPV6;
+    }
+    return 0;
+}
+
+/* Fill send slot @i for @m: 0 or a negative code for that datagram. */
+static int fill_slot(nk_udp_endpoint *ep, unsigned i, const nk_udp_msg *m)
+{
+    struct msghdr *h = &ep->smsg[i].msg_hdr;
+    size_t limit = NK_UDP_MAX_IPV6;
+    if (m->data == NULL && m->len > 0)
+        return NK_EINVAL;
+    if (m->to != NULL) {
+        socklen_t len = 0;
+        int rc = dest_for(ep, m->to, &ep->sname[i], &len, &limit);
+        if (rc < 0)
+            return rc;
+        h->msg_name = &ep->sname[i];
+        h->msg_namelen = len;
+    } else {
+        if (!ep->connected)
+            return -EDESTADDRREQ;
+        h->msg_name = NULL;
+        h->msg_namelen = 0;
+        if (nk_addr_family(&ep->peer) == AF_INET)
+            limit = NK_UDP_MAX_IPV4;
+    }
+    /* Say so now rather than leave it to the system: the size limit is the
+     * family's, the same whatever the socket buffers. */
+    if (m->len > limit)
+        return -EMSGSIZE;
+    ep->siov[i].iov_base = (void *)(uintptr_t)m->data;
+    ep->siov[i].iov_len = m->len;
+    h->msg_control = NULL;
+    h->msg_controllen = 0;
+    h->msg_flags = 0;
+    return 0;
+}
+
+static void count_send_error(nk_udp_endpoint *ep, int code)
+{
+    if (code == -EAGAIN || code == -EWOULDBLOCK || code == -ENOBUFS)
+        ep->stats.send_drops++;
+    else
+        ep->stats.send_errors++;
+}
+
+int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
+                               size_t count)
+{
+    if (ep == NULL || (msgs == NULL && count > 0))
+        return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
+    size_t i = 0, sent = 0, retried = SIZE_MAX;
+    while (i < count) {
+        /* Fill slots from i on, stopping before a datagram that cannot be
+         * sent at all (it gets its result, and the batch goes on). */
+        unsigned n = 0;
+        size_t room = ep->opts.send_batch;
+        while (n < room && i + n < count) {
+            int rc = fill_slot(ep, n, &msgs[i + n]);
+            if (rc < 0) {
+                if (n == 0) {
+                    msgs[i].result = rc;
+                    count_send_error(ep, rc);
+                    i++;
+                    continue;
+                }
+                break;
+            }
+            n++;
+        }
+        if (n == 0)
+            continue;
+        ep->stats.send_calls++;
+        int r = nk__udp_send_batch(ep->fd, ep->smsg, n);
+        if (r < 0) {
+            /* The first datagram was not sent. A late ICMP error left on
+             * the socket by another destination fails whatever send comes
+             * next: once per datagram, try again. */
+            if (is_async_error(-r) && !ep->connected && retried != i) {
+                retried = i;
+                continue;
+            }
+            msgs[i].result = r;
+            count_send_error(ep, r);
+            i++;
+            continue;
+        }
+        /* Partial: the system took r datagrams; carry on from index i+r. */
+        for (int j = 0; j < r; j++) {
+            msgs[i + (size_t)j].result = (int)ep->smsg[j].msg_len;
+            ep->stats.datagrams_out++;
+            ep->stats.bytes_out += ep->smsg[j].msg_len;
+        }
+        i += (size_t)r;
+        sent += (size_t)r;
+    }
+    return (int)(sent > (size_t)INT32_MAX ? INT32_MAX : sent);
+}
+
+int nk_udp_endpoint_send_to(nk_udp_endpoint *ep, const void *data, size_t len,
+                            const nk_addr *to)
+{
+    if (ep == NULL || (data == NULL && len > 0))
+        return NK_EINVAL;
+    nk_udp_msg m = {.data = data, .len = len, .to = to, .result = 0};
+    int rc = nk_udp_endpoint_send_batch(ep, &m, 1);
+    if (rc < 0)
+        return rc;
+    return m.result;
+}
+
+#if defined(__linux__)
+/* Read the socket's error queue (IP_RECVERR): each entry names the
+ * destination of the datagram that failed. Bounded per call. */
+static int drain_errors(nk_udp_endpoint *ep, bool deliver)
+{
+    int delivered = 0;
+    for (int k = 0; k < 64 && !ep->closing; k++) {
+        union sa_any name;
+        unsigned char payload[1];
+        union {
+            struct cmsghdr align;
+            unsigned char buf[512];
+        } ctrl;
+        struct iovec iov = {payload, sizeof payload};
+        struct msghdr h = {.msg_name = &name,
+                           .msg_namelen = sizeof name,
+                           .msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = ctrl.buf,
+                           .msg_controllen = sizeof ctrl.buf};
+        ssize_t r = recvmsg(ep->fd, &h, MSG_ERRQUEUE | MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        int err = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+            if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                (c->cmsg_level == IPPROTO_IPV6 &&
+                 c->cmsg_type == IPV6_RECVERR)) {
+                struct sock_extended_err ee;
+                memcpy(&ee, CMSG_DATA(c), sizeof ee);
+                err = -(int)ee.ee_errno;
+            }
+        }
+        if (err == 0)
+            continue;
+        ep->stats.async_errors++;
+        if (!deliver)
+            continue;
+        nk_addr from;
+        bool have = nk_addr_from_sockaddr(&from, &name.sa, h.msg_namelen) == 0;
+        if (have)
+            nk_addr_normalize(&from);
+        nk_udp_recv_event ev = {.error = err, .from = have ? &from : NULL};
+        ep->cb(ep, &ev, ep->user);
+        delivered++;
+    }
+    return delivered;
+}
+#else
+static int drain_errors(nk_udp_endpoint *ep, bool deliver)
+{
+    (void)ep;
+    (void)deliver;
+    return 0;
+}
+#endif
+
+static void deliver_error(nk_udp_endpoint *ep, int err)
+{
+    nk_udp_recv_event ev = {.error = err,
+                            .from = ep->connected ? &ep->peer : NULL};
+    ep->cb(ep, &ev, ep->user);
+}
+
+static void deliver_datagram(nk_udp_endpoint *ep, unsigned i)
+{
+    struct mmsghdr *m = &ep->rmsg[i];
+    size_t size = m->msg_len; /* real size: received with MSG_TRUNC */
+    size_t len = size < ep->opts.max_datagram ? size : ep->opts.max_datagram;
+    bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > len;
+    nk_addr from;
+    if (nk_addr_from_sockaddr(&from, &ep->rname[i].sa,
+                              m->msg_hdr.msg_namelen) < 0)
+        return; /* not IPv4/IPv6: cannot come from a UDP socket */
+    nk_addr_normalize(&from);
+    ep->stats.datagrams_in++;
+    ep->stats.bytes_in += len;
+    if (truncated)
+        ep->stats.truncated++;
+    nk_udp_recv_event ev = {.error = 0,
+                            .from = &from,
+                            .data = ep->riov[i].iov_base,
+                            .len = len,
+                            .size = size,
+                            .truncated = truncated};
+    ep->cb(ep, &ev, ep->user);
+}
+
+static void receive_some(nk_udp_endpoint *ep)
+{
+    unsigned budget = ep->opts.max_per_wakeup;
+    if (ep->opts.recv_errors)
+        drain_errors(ep, true);
+    while (budget > 0 && !ep->closing && ep->receiving) {
+        unsigned n = budget < ep->opts.recv_batch ? budget
+                                                   : ep->opts.recv_batch;
+        for (unsigned i = 0; i < n; i++) {
+            ep->rmsg[i].msg_hdr.msg_namelen = sizeof ep->rname[i];
+            ep->rmsg[i].msg_hdr.msg_flags = 0;
+            ep->rmsg[i].msg_len = 0;
+        }
+        ep->stats.recv_calls++;
+        /* MSG_TRUNC: msg_len is the datagram's real size, even when it did
+         * not fit; the returned msg_flags MSG_TRUNC says it did not. */
+        int r = nk__udp_recv_batch(ep->fd, ep->rmsg, n, MSG_TRUNC);
+        if (r == -EAGAIN || r == -EWOULDBLOCK)
+            return;
+        if (r < 0) {
+            budget--;
+            if (is_async_error(-r)) {
+                /* With the error queue on, the entry there names the
+                 * destination; it was (or is now) delivered from there. */
+                if (ep->opts.recv_errors) {
+                    drain_errors(ep, true);
+                } else {
+                    ep->stats.async_errors++;
+                    deliver_error(ep, r);
+                }
+                continue;
+            }
+            deliver_error(ep, r);
+            return; /* -ENOMEM and the like: try again at the next wakeup */
+        }
+        for (int i = 0; i < r && !ep->closing && ep->receiving; i++)
+            deliver_datagram(ep, (unsigned)i);
+        if ((unsigned)r < n)
+            return; /* the socket is drained */
+        budget -= (unsigned)r;
+    }
+}
+
+static void on_io(nk_io *io, unsigned events, void *user)
+{
+    (void)io;
+    (void)events;
+    nk_udp_endpoint *ep = user;
+    ep->depth++;
+    receive_some(ep);
+    ep->depth--;
+    if (ep->closing && ep->depth == 0)
+        free_endpoint(ep);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
+                         int timeout_ms, nk_addr *from,
+                         nk_udp_recv_info *info)
+{
+    if (ep == NULL || (buf == NULL && len > 0))
+        return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
+    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+    for (;;) {
+        union sa_any name;
+        struct iovec iov = {buf, len};
+        struct msghdr h = {.msg_name = &name,
+                           .msg_namelen = sizeof name,
+                           .msg_iov = &iov,
+                           .msg_iovlen = 1};
+        ssize_t r = recvmsg(ep->fd, &h, MSG_DONTWAIT | MSG_TRUNC);
+        if (r >= 0) {
+            size_t size = (size_t)r;
+            size_t got = size < len ? size : len;
+            bool truncated = (h.msg_flags & MSG_TRUNC) || size > len;
+            ep->stats.datagrams_in++;
+            ep->stats.bytes_in += got;
+            if (truncated)
+                ep->stats.truncated++;
+            if (from != NULL &&
+                nk_addr_from_sockaddr(from, &name.sa, h.msg_namelen) == 0)
+                nk_addr_normalize(from);
+            if (info != NULL) {
+                info->len = got;
+                info->size = size;
+                info->truncated = truncated;
+            }
+            if (truncated)
+                return NK_ETRUNC;
+            return got > (size_t)INT32_MAX ? INT32_MAX : (int)got;
+        }
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e != EAGAIN && e != EWOULDBLOCK) {
+            if (is_async_error(e))
+                ep->stats.async_errors++;
+            if (is_async_error(e) && ep->opts.recv_errors)
+                drain_errors(ep, false);
+            return -e;
+        }
+        if (ep->opts.recv_errors)
+            drain_errors(ep, false); /* else POLLERR would never clear */
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            wait = left > INT32_MAX ? INT32_MAX : (int)left;
+        }
+        int rc = nk__wait_fd(ep->fd, POLLIN, wait);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int nk_udp_endpoint_set_receiving(nk_udp_endpoint *ep, bool on)
+{
+    if (ep == NULL || !ep->watching)
+        return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
+    int rc = nk__io_set(&ep->io, on ? NK_READ : 0);
+    if (rc == 0)
+        ep->receiving = on;
+    return rc;
+}
+
+int nk_udp_endpoint_local_addr(const nk_udp_endpoint *ep, nk_addr *out)
+{
+    if (ep == NULL || out == NULL)
+        return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
+    return nk__sock_name(ep->fd, out);
+}
+
+int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out)
+{
+    if (ep == NULL || out == NULL || !ep->connected)
+        return NK_EINVAL;
+    *out = ep->peer;
+    return 0;
+}
+
+int nk_udp_endpoint_fd(const nk_udp_endpoint *ep)
+{
+    return ep != NULL ? ep->fd : NK_EINVAL;
+}
+
+nk_loop *nk_udp_endpoint_loop(const nk_udp_endpoint *ep)
+{
+    return ep != NULL ? ep->loop : NULL;
+}
+
+void nk_udp_endpoint_get_stats(const nk_udp_endpoint *ep,
+                               nk_udp_endpoint_stats *out)
+{
+    if (out == NULL)
+        return;
+    if (ep == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = ep->stats;
+}
+
+int nk_udp_endpoint_multicast(nk_udp_endpoint *ep, const nk_addr *group,
+                              unsigned ifindex, bool join)
+{
+    if (ep == NULL || group == NULL)
+        return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
+    int fam = nk_addr_family(group);
+    if (fam == AF_INET) {
+        if (!IN_MULTICAST(ntohl(group->u.v4.sin_addr.s_addr)))
+            return NK_EINVAL;
+        if (ep->family != AF_INET)
+            return NK_EINVAL;
+        struct ip_mreqn m;
+        memset(&m, 0, sizeof m);
+        m.imr_multiaddr = group->u.v4.sin_addr;
+        m.imr_ifindex = (int)ifindex;
+        int opt = join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP;
+        return setsockopt(ep->fd, IPPROTO_IP, opt, &m, sizeof m) == 0 ? 0
+                                                                       : -errno;
+    }
+    if (fam == AF_INET6) {
+        if (!IN6_IS_ADDR_MULTICAST(&group->u.v6.sin6_addr) ||
+            ep->family != AF_INET6)
+            return NK_EINVAL;
+        struct ipv6_mreq m;
+        memset(&m, 0, sizeof m);
+        m.ipv6mr_multiaddr = group->u.v6.sin6_addr;
+        m.ipv6mr_interface = ifindex;
+        int opt = join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP;
+        return setsockopt(ep->fd, IPPROTO_IPV6, opt, &m, sizeof m) == 0
+                   ? 0
+                   : -errno;
+    }
+    return NK_EINVAL;
+}
