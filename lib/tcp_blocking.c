@@ -20,8 +20,10 @@
 
 struct nk_tcp_sync {
     int fd;
-    size_t head, len;         /* bytes read ahead (by recv_line) */
-    uint8_t buf[SYNC_BUF];
+    /* Bytes read ahead by recv_line: a partial line stays here across a
+     * timeout, and what follows a line is returned by the next call. */
+    uint8_t *buf;
+    size_t head, len, cap;
 };
 
 static int64_t now_ms(void)
@@ -81,7 +83,8 @@ int nk_tcp_sync_connect(const nk_addr *addr, int timeout_ms, nk_tcp_sync **out)
         return r;
     }
     s->fd = fd;
-    s->head = s->len = 0;
+    s->buf = NULL;
+    s->head = s->len = s->cap = 0;
     *out = s;
     return 0;
 }
@@ -163,6 +166,25 @@ int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
     return 0;
 }
 
+/* Make room for at least one more byte after the buffered ones. */
+static int make_room(nk_tcp_sync *s)
+{
+    if (s->head > 0) {
+        memmove(s->buf, s->buf + s->head, s->len - s->head);
+        s->len -= s->head;
+        s->head = 0;
+    }
+    if (s->len < s->cap)
+        return 0;
+    size_t cap = s->cap ? s->cap * 2 : SYNC_BUF;
+    uint8_t *nb = nk__realloc(s->buf, cap);
+    if (!nb)
+        return -ENOMEM;
+    s->buf = nb;
+    s->cap = cap;
+    return 0;
+}
+
 int nk_tcp_sync_recv_line(nk_tcp_sync *s, char *buf, size_t cap,
                           int timeout_ms)
 {
@@ -171,38 +193,45 @@ int nk_tcp_sync_recv_line(nk_tcp_sync *s, char *buf, size_t cap,
     if (cap > INT_MAX)
         cap = INT_MAX;
     int64_t deadline = deadline_of(timeout_ms);
-    size_t got = 0;
+    size_t scanned = 0; /* bytes already known to hold no "\n" */
     for (;;) {
-        /* Take buffered bytes up to and including a "\n". */
-        if (s->len > s->head) {
-            const uint8_t *start = s->buf + s->head;
-            size_t avail = s->len - s->head;
-            const uint8_t *nl = memchr(start, '\n', avail);
-            size_t take = nl ? (size_t)(nl - start) + 1 : avail;
-            size_t body = nl ? take - 1 : take;
-            if (got + body > cap - 1)
+        const uint8_t *start = s->buf + s->head;
+        size_t avail = s->len - s->head;
+        const uint8_t *nl =
+            avail > scanned ? memchr(start + scanned, '\n', avail - scanned)
+                            : NULL;
+        if (nl) {
+            size_t take = (size_t)(nl - start) + 1;
+            size_t body = take - 1;
+            if (body > 0 && start[body - 1] == '\r')
+                body--;
+            if (body > cap - 1)
                 return NK_ELINE_TOO_LONG;
-            memcpy(buf + got, start, body);
-            got += body;
+            memcpy(buf, start, body);
+            buf[body] = '\0';
             s->head += take;
-            if (nl) {
-                if (got > 0 && buf[got - 1] == '\r')
-                    got--;
-                buf[got] = '\0';
-                return (int)got;
-            }
+            return (int)body;
         }
-        s->head = s->len = 0;
-        ssize_t n = nk__recv(s->fd, s->buf, sizeof s->buf);
+        scanned = avail;
+        /* A trailing "\r" may still be the start of "\r\n". */
+        size_t body = avail;
+        if (body > 0 && start[body - 1] == '\r')
+            body--;
+        if (body > cap - 1)
+            return NK_ELINE_TOO_LONG;
+        int r = make_room(s);
+        if (r)
+            return r;
+        ssize_t n = nk__recv(s->fd, s->buf + s->len, s->cap - s->len);
         if (n > 0) {
-            s->len = (size_t)n;
+            s->len += (size_t)n;
             continue;
         }
         if (n == 0)
-            return got ? NK_EMIDFRAME : NK_EOF;
+            return avail ? NK_EMIDFRAME : NK_EOF;
         if (n != -EAGAIN)
             return (int)n;
-        int r = wait_for(s->fd, POLLIN, deadline);
+        r = wait_for(s->fd, POLLIN, deadline);
         if (r)
             return r;
     }
@@ -225,5 +254,6 @@ void nk_tcp_sync_close(nk_tcp_sync *s)
     if (!s)
         return;
     close(s->fd);
+    nk__free(s->buf);
     nk__free(s);
 }

@@ -8,6 +8,7 @@
 #include <poll.h>
 
 #include "nkt_alloc.h"
+#include "nkt_proc.h"
 
 static void echo_clients(int n, size_t bytes)
 {
@@ -618,6 +619,88 @@ static void test_idle_connection_costs_at_most_256_bytes(void **state)
     srv_finish(&st);
 }
 
+/* Out of fds under a low RLIMIT_NOFILE (in a child): every pending client
+ * is shed (it sees EOF or RST, never hangs), the loop does not spin, and
+ * once fds are free again a new client is served. */
+static bool shed_all(void *arg)
+{
+    struct srv_state *st = arg;
+    return srv_stats(st).shed >= 20;
+}
+
+static void emfile_child(void *arg)
+{
+    (void)arg;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.accept_retry_ms = 20;
+    NKT_CHILD_ASSERT(nk_loop_new(&st.loop) == 0);
+    nk_addr a;
+    NKT_CHILD_ASSERT(nk_addr_parse("127.0.0.1:0", &a) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_start(st.loop, &a, &o, &st.srv) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_addr(st.srv, &st.addr) == 0);
+    /* The clients' sockets exist before the table fills up. */
+    int cl[20];
+    for (int i = 0; i < 20; i++) {
+        cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        NKT_CHILD_ASSERT(cl[i] >= 0);
+    }
+    int n = nkt_fd_count();
+    struct rlimit rl;
+    NKT_CHILD_ASSERT(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = (rlim_t)n + 8;
+    NKT_CHILD_ASSERT(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    int dups[64];
+    int nd = 0;
+    while (nd < 64) {
+        int d = dup(0);
+        if (d < 0)
+            break;
+        dups[nd++] = d;
+    }
+    NKT_CHILD_ASSERT(errno == EMFILE);
+    for (int i = 0; i < 20; i++) {
+        int r = connect(cl[i], &st.addr.u.sa, st.addr.len);
+        NKT_CHILD_ASSERT(r == 0 || errno == EINPROGRESS);
+    }
+    uint64_t iters = 0;
+    int r = nkt_run_until(st.loop, shed_all, &st, 40, 5000, &iters);
+    NKT_CHILD_ASSERT(r == 0);
+    NKT_CHILD_ASSERT(iters <= 40); /* a few per batch of 64, never a spin */
+    nk_tcp_server_stats s = srv_stats(&st);
+    NKT_CHILD_ASSERT(s.shed == 20);
+    NKT_CHILD_ASSERT(s.accepted == 0);
+    for (int i = 0; i < 20; i++) {
+        int e = nkt_expect_eof(cl[i], 2000);
+        NKT_CHILD_ASSERT(e == 0 || e == -ECONNRESET);
+        close(cl[i]);
+    }
+    /* Nothing pending: the loop waits instead of spinning. */
+    for (int i = 0; i < nd; i++)
+        close(dups[i]);
+    int fd = nkt_tcp_connect(&st.addr);
+    NKT_CHILD_ASSERT(fd >= 0);
+    NKT_CHILD_ASSERT(nkt_send_all(fd, "back", 4) == 0);
+    char b[4];
+    int got = -ETIMEDOUT;
+    for (int i = 0; i < 1000 && got == -ETIMEDOUT; i++) {
+        nk_loop_run(st.loop, NK_RUN_ONCE);
+        got = nkt_read_some(fd, b, 4, 0);
+    }
+    NKT_CHILD_ASSERT(got == 4 && memcmp(b, "back", 4) == 0);
+    NKT_CHILD_ASSERT(srv_stats(&st).accepted == 1);
+    close(fd);
+    nk_tcp_server_free(st.srv);
+    NKT_CHILD_ASSERT(nk_loop_run(st.loop, NK_RUN_DEFAULT) == 0);
+    NKT_CHILD_ASSERT(nk_loop_free(st.loop) == 0);
+}
+
+static void test_emfile_sheds_pending_without_spin_then_recovers(void **state)
+{
+    (void)state;
+    assert_int_equal(nkt_child(emfile_child, NULL, NULL, true, 15000), 0);
+}
+
 int main(void)
 {
     nkt_alloc_install();
@@ -640,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_close_own_and_other_from_callback),
         cmocka_unit_test(test_server_free_from_callback_closes_all),
         cmocka_unit_test(test_idle_connection_costs_at_most_256_bytes),
+        cmocka_unit_test(test_emfile_sheds_pending_without_spin_then_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -340,9 +340,12 @@ NK_API int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
 /**
  * @brief Receive one line ("\n" or "\r\n" ending, removed) into @p buf as
  * a NUL-terminated string, within @p timeout_ms.
- * @return Its length; NK_ELINE_TOO_LONG (no ending within @p cap - 1
- * bytes: the stream is then unusable), NK_EOF, NK_EMIDFRAME (EOF after a
- * partial line), -ETIMEDOUT, -ECONNRESET, NK_EINVAL.
+ * A partial line stays buffered across a timeout, and bytes after the
+ * line are kept for the next call (recv and recv_exact return them first).
+ * @return Its length; NK_ELINE_TOO_LONG (the line does not fit in @p cap - 1
+ * bytes; it stays buffered, so a larger buffer can still take it), NK_EOF,
+ * NK_EMIDFRAME (EOF after a partial line), -ETIMEDOUT, -ECONNRESET,
+ * -ENOMEM, NK_EINVAL.
  */
 NK_API int nk_tcp_sync_recv_line(nk_tcp_sync *s, char *buf, size_t cap,
                                  int timeout_ms);
