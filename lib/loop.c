@@ -87,6 +87,8 @@ int nk__io_set(nk_io *io, unsigned events)
 {
     nk_loop *loop = io->loop;
     bool fresh = !io->active;
+    if (io->fd < 0 || (events & ~(unsigned)(NK_READ | NK_WRITE)))
+        return NK_EINVAL;
     if (fresh) {
         int r = fd_claim(loop, io);
         if (r)

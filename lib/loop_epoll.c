@@ -66,15 +66,10 @@ int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events)
     int op = !io->installed ? EPOLL_CTL_ADD
         : !events           ? EPOLL_CTL_DEL
                             : EPOLL_CTL_MOD;
-    if (epoll_ctl(b->epfd, op, io->fd, &ev) < 0) {
-        int r = -errno;
-        if (op == EPOLL_CTL_DEL) {
-            /* Closed fd: the kernel already dropped the registration. */
-            io->installed = 0;
-            return r;
-        }
-        return r;
-    }
+    if (epoll_ctl(b->epfd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL)
+        return -errno;
+    /* A failed DEL means the fd was closed first: the kernel has already
+     * dropped the registration, which is what was asked. */
     io->installed = events;
     return 0;
 }

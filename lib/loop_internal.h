@@ -57,8 +57,11 @@ struct nk__task {
     uint64_t epoch;         /* the task run that may run it */
 };
 
-/* Watchers embedded in another object. nk__io_set() with events == 0
- * unregisters the fd but keeps the watcher usable. nk__io_stop() is
+/* Watchers embedded in another object. The first nk__io_set() starts the
+ * watcher: from then on it counts as active (it keeps nk_loop_run() alive
+ * and nk_loop_free() busy) until nk__io_stop(); it fails with -EEXIST if
+ * another watcher has the fd, NK_EINVAL for a negative fd. nk__io_set()
+ * with events == 0 unregisters the fd but keeps the watcher usable. nk__io_stop() is
  * idempotent; after it, no event for this watcher is dispatched, even one
  * already fetched in the current iteration. */
 void nk__io_init(nk_io *io, nk_loop *loop, int fd, nk_io_cb cb, void *user);

@@ -141,9 +141,13 @@ void nk__timer_init(nk_timer *t, nk_loop *loop, nk_timer_cb cb, void *user)
     t->allocated = false;
 }
 
+/* heap_index is IN_HEAP while queued, SIZE_MAX otherwise; a zeroed timer
+ * (0) also reads as stopped, so stopping one never touches the heap. */
+#define IN_HEAP 1
+
 bool nk__timer_active(const nk_timer *t)
 {
-    return t->heap_index != SIZE_MAX;
+    return t->heap_index == IN_HEAP;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -163,7 +167,7 @@ void nk__timer_start(nk_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
     t->deadline = add_sat(loop->now, timeout_ms);
     t->repeat = repeat_ms;
     t->seq = loop->timer_seq++;
-    t->heap_index = 0;
+    t->heap_index = IN_HEAP;
     heap_insert(loop, &t->node);
 }
 

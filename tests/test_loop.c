@@ -43,6 +43,12 @@ static void free_loop(nk_loop *loop)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
+static void nop_timer_cb(nk_timer *t, void *user)
+{
+    (void)t;
+    (void)user;
+}
+
 static void make_pair(int sv[2])
 {
     assert_int_equal(
@@ -214,6 +220,106 @@ static void test_io_stop_self_and_other_in_same_iteration(void **state)
     close(a[1]);
     close(b[0]);
     close(b[1]);
+    free_loop(loop);
+}
+
+/* Two readable watchers; whichever runs first switches the other to
+ * write-only: the other's fetched read event must not be delivered, and
+ * its new interest takes effect on the next iteration. */
+struct switcher {
+    nk_io *io[2];
+    unsigned got[2][4];
+    int n[2];
+};
+
+static void switch_cb(nk_io *io, unsigned events, void *user)
+{
+    struct switcher *w = user;
+    int me = io == w->io[0] ? 0 : 1;
+    if (w->n[me] < 4)
+        w->got[me][w->n[me]++] = events;
+    if (w->n[0] + w->n[1] == 1)
+        assert_int_equal(nk_io_set(w->io[1 - me], NK_WRITE), 0);
+    else if (events & NK_WRITE)
+        assert_int_equal(nk_io_set(io, 0), 0);
+}
+
+static void test_io_interest_of_other_watcher_changed_from_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int a[2], b[2];
+    make_pair(a);
+    make_pair(b);
+    struct switcher w;
+    memset(&w, 0, sizeof w);
+    assert_int_equal(nk_io_start(loop, a[0], NK_READ, switch_cb, &w, &w.io[0]), 0);
+    assert_int_equal(nk_io_start(loop, b[0], NK_READ, switch_cb, &w, &w.io[1]), 0);
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    struct pollfd pf[2] = {{a[0], POLLIN, 0}, {b[0], POLLIN, 0}};
+    assert_int_equal(poll(pf, 2, 1000), 2);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(w.n[0] + w.n[1], 1);
+    int first = w.n[0] ? 0 : 1;
+    assert_int_equal(w.got[first][0], NK_READ);
+    /* Next iteration: the first stays readable (data not read); the other
+     * now reports writable only, though its data is still unread. */
+    assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(w.n[first], 2);
+    assert_int_equal(w.n[1 - first], 1);
+    assert_int_equal(w.got[1 - first][0], NK_WRITE);
+    assert_int_equal(nk_io_events(w.io[1 - first]), 0);
+    nk_io_stop(w.io[0]);
+    nk_io_stop(w.io[1]);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    free_loop(loop);
+}
+
+static void test_embedded_watcher_and_timer_lifecycle(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    /* Zeroed and never started: stopping is harmless. */
+    nk_io io;
+    nk_timer t;
+    memset(&io, 0, sizeof io);
+    memset(&t, 0, sizeof t);
+    nk__io_stop(&io);
+    nk__timer_stop(&t);
+    assert_false(nk__timer_active(&t));
+
+    nk__io_init(&io, loop, -1, rw_cb, NULL);
+    assert_int_equal(nk__io_set(&io, NK_READ), NK_EINVAL);
+    nk__io_init(&io, loop, sv[0], rw_cb, NULL);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 0);
+    assert_int_equal(nk__io_set(&io, 0), 0); /* started, no interest */
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 1);
+    nk_io *other;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, NULL, &other), -EEXIST);
+    nk__io_stop(&io);
+    nk__io_stop(&io); /* idempotent */
+
+    nk__timer_init(&t, loop, nop_timer_cb, NULL);
+    assert_false(nk__timer_active(&t));
+    nk__timer_start(&t, 1000, 0);
+    assert_true(nk__timer_active(&t));
+    nk__timer_start(&t, 2000, 0); /* re-arm: still one timer */
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, 1);
+    nk__timer_stop(&t);
+    nk__timer_stop(&t);
+    assert_false(nk__timer_active(&t));
+    close(sv[0]);
+    close(sv[1]);
     free_loop(loop);
 }
 
@@ -747,6 +853,8 @@ int main(void)
         cmocka_unit_test(test_io_zero_interest_then_set),
         cmocka_unit_test(test_io_hangup_reported_as_watched_bits),
         cmocka_unit_test(test_io_stop_self_and_other_in_same_iteration),
+        cmocka_unit_test(test_io_interest_of_other_watcher_changed_from_callback),
+        cmocka_unit_test(test_embedded_watcher_and_timer_lifecycle),
         cmocka_unit_test(test_io_fd_reuse_in_same_iteration_gets_no_stale_event),
         cmocka_unit_test(test_timers_fire_in_deadline_order_ties_in_start_order),
         cmocka_unit_test(test_timer_repeats_until_stopped_in_callback),
