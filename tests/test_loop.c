@@ -1,5 +1,5 @@
-/* The event loop: fd watchers, timers, deferred and posted callbacks,
- * signals, run modes, and the failure paths of each. */
+/* The event loop: fd watchers, deferred callbacks, run and stop. Timers
+ * are in test_loop_timer.c, the edges in test_loop_edge.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -412,190 +413,6 @@ static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
     free_loop(loop);
 }
 
-/* ---- timers -------------------------------------------------------- */
-
-struct order {
-    int seen[16];
-    int n;
-    uint64_t started;
-    uint64_t fired_at[16];
-    uint64_t want_ms[16];
-};
-
-struct tag {
-    struct order *o;
-    int id;
-};
-
-static void order_cb(nk_timer *t, void *user)
-{
-    struct tag *g = user;
-    g->o->fired_at[g->o->n] = nkt_now_ms();
-    g->o->seen[g->o->n++] = g->id;
-    nk_timer_stop(t);
-}
-
-static bool order_done(void *arg)
-{
-    return ((struct order *)arg)->n >= 5;
-}
-
-static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
-{
-    (void)state;
-    nk_loop *loop = new_loop();
-    struct order o = {0};
-    struct tag tags[5];
-    const uint64_t ms[5] = {30, 10, 20, 10, 0};
-    nk_timer *t;
-    o.started = nkt_now_ms();
-    for (int i = 0; i < 5; i++) {
-        tags[i] = (struct tag){&o, i};
-        assert_int_equal(nk_timer_start(loop, ms[i], 0, order_cb, &tags[i], &t), 0);
-    }
-    assert_int_equal(nkt_run_until(loop, order_done, &o, 100, 2000, NULL), 0);
-    const int expect[5] = {4, 1, 3, 2, 0};
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(o.seen[i], expect[i]);
-        /* Never early. */
-        assert_true(o.fired_at[i] - o.started >= ms[expect[i]]);
-    }
-    free_loop(loop);
-}
-
-struct rep {
-    int fires;
-    int stop_at;
-    uint64_t last;
-    uint64_t min_gap;
-};
-
-static void rep_cb(nk_timer *t, void *user)
-{
-    struct rep *r = user;
-    uint64_t now = nkt_now_ms();
-    if (r->fires && now - r->last < r->min_gap)
-        r->min_gap = now - r->last;
-    r->last = now;
-    /* Re-inserted before the callback: it is still active here. */
-    assert_true(nk__timer_active(t));
-    if (++r->fires == r->stop_at)
-        nk_timer_stop(t);
-}
-
-static void test_timer_repeats_until_stopped_in_callback(void **state)
-{
-    (void)state;
-    nk_loop *loop = new_loop();
-    struct rep r = {.stop_at = 4, .min_gap = UINT64_MAX};
-    nk_timer *t;
-    assert_int_equal(nk_timer_start(loop, 1, 5, rep_cb, &r, &t), 0);
-    /* The only handle stops itself: DEFAULT returns when nothing is left. */
-    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
-    assert_int_equal(r.fires, 4);
-    assert_true(r.min_gap >= 5);
-    free_loop(loop);
-}
-
-struct restart {
-    int fires;
-    nk_timer *t;
-};
-
-static void restart_cb(nk_timer *t, void *user)
-{
-    struct restart *r = user;
-    r->fires++;
-    if (r->fires < 3)
-        assert_int_equal(nk_timer_restart(t, 2, 0), 0);
-}
-
-static void test_one_shot_timer_restarted_from_its_callback(void **state)
-{
-    (void)state;
-    nk_loop *loop = new_loop();
-    struct restart r = {0};
-    assert_int_equal(nk_timer_start(loop, 1, 0, restart_cb, &r, &r.t), 0);
-    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
-    assert_int_equal(r.fires, 3);
-    /* A fired one-shot stays allocated until stopped; restart re-arms it. */
-    assert_false(nk__timer_active(r.t));
-    assert_int_equal(nk_timer_restart(r.t, 0, 0), 0);
-    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
-    assert_int_equal(r.fires, 4);
-    nk_timer_stop(r.t);
-    free_loop(loop);
-}
-
-/* A timer re-armed at 0 from its callback fires once per iteration and
- * does not keep the loop from polling I/O. */
-struct zero {
-    int fires;
-};
-
-static void zero_cb(nk_timer *t, void *user)
-{
-    ((struct zero *)user)->fires++;
-    nk_timer_restart(t, 0, 0);
-}
-
-static void test_timer_rearmed_at_zero_does_not_starve_io(void **state)
-{
-    (void)state;
-    nk_loop *loop = new_loop();
-    struct zero z = {0};
-    nk_timer *t;
-    assert_int_equal(nk_timer_start(loop, 0, 0, zero_cb, &z, &t), 0);
-    int sv[2];
-    make_pair(sv);
-    struct rw s = {0};
-    nk_io *io;
-    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, &s, &io), 0);
-    assert_int_equal(write(sv[1], "x", 1), 1);
-    uint64_t iters = 0;
-    assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, &iters), 0);
-    assert_int_equal(iters, 1);
-    assert_int_equal(z.fires, 1);
-    nk_timer_stop(t);
-    nk_io_stop(io);
-    close(sv[0]);
-    close(sv[1]);
-    free_loop(loop);
-}
-
-struct stopper {
-    nk_timer *victim;
-    int fires;
-};
-
-static void victim_cb(nk_timer *t, void *user)
-{
-    (void)t;
-    ((struct stopper *)user)->fires += 100;
-}
-
-static void stopper_cb(nk_timer *t, void *user)
-{
-    struct stopper *s = user;
-    s->fires++;
-    nk_timer_stop(s->victim);
-    nk_timer_stop(t);
-}
-
-static void test_timer_stops_another_due_in_same_iteration(void **state)
-{
-    (void)state;
-    nk_loop *loop = new_loop();
-    struct stopper s = {0};
-    nk_timer *t;
-    /* Same deadline: start order puts the stopper first. */
-    assert_int_equal(nk_timer_start(loop, 0, 0, stopper_cb, &s, &t), 0);
-    assert_int_equal(nk_timer_start(loop, 0, 0, victim_cb, &s, &s.victim), 0);
-    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
-    assert_int_equal(s.fires, 1);
-    free_loop(loop);
-}
-
 /* ---- deferred callbacks -------------------------------------------- */
 
 struct deferred {
@@ -825,7 +642,7 @@ static void test_loop_free_is_ebusy_with_live_handles(void **state)
     (void)state;
     nk_loop *loop = new_loop();
     nk_timer *t;
-    assert_int_equal(nk_timer_start(loop, 1000, 0, order_cb, NULL, &t), 0);
+    assert_int_equal(nk_timer_start(loop, 1000, 0, nop_timer_cb, NULL, &t), 0);
     assert_int_equal(nk_loop_free(loop), NK_EBUSY);
     nk_timer_stop(t);
     int sv[2];
@@ -856,11 +673,6 @@ int main(void)
         cmocka_unit_test(test_io_interest_of_other_watcher_changed_from_callback),
         cmocka_unit_test(test_embedded_watcher_and_timer_lifecycle),
         cmocka_unit_test(test_io_fd_reuse_in_same_iteration_gets_no_stale_event),
-        cmocka_unit_test(test_timers_fire_in_deadline_order_ties_in_start_order),
-        cmocka_unit_test(test_timer_repeats_until_stopped_in_callback),
-        cmocka_unit_test(test_one_shot_timer_restarted_from_its_callback),
-        cmocka_unit_test(test_timer_rearmed_at_zero_does_not_starve_io),
-        cmocka_unit_test(test_timer_stops_another_due_in_same_iteration),
         cmocka_unit_test(test_deferred_run_in_order_next_iteration),
         cmocka_unit_test(test_task_queued_by_task_runs_next_iteration),
         cmocka_unit_test(test_internal_task_cancelled_by_earlier_task_never_runs),

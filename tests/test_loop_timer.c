@@ -1,0 +1,335 @@
+/* Loop timers: order, ties, never early, repeat, restart and stop from
+ * callbacks, and re-arming at 0 without starving I/O. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <poll.h>
+
+#include <cmocka.h>
+
+#include "netkit.h"
+#include "loop_internal.h"
+#include "nkt_alloc.h"
+#include "nkt_loop.h"
+
+/* ---- helpers ------------------------------------------------------- */
+
+static nk_loop *new_loop(void)
+{
+    nk_loop *loop = NULL;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    assert_non_null(loop);
+    return loop;
+}
+
+static void free_loop(nk_loop *loop)
+{
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 0);
+    assert_int_equal(st.timers, 0);
+    assert_int_equal(st.signals, 0);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+static void make_pair(int sv[2])
+{
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+}
+
+struct rw {
+    int reads;
+};
+
+static void rw_cb(nk_io *io, unsigned events, void *user)
+{
+    char buf[16];
+    if (events & NK_READ) {
+        ((struct rw *)user)->reads++;
+        (void)!read(nk_io_fd(io), buf, sizeof buf);
+    }
+}
+
+static bool one_read(void *arg)
+{
+    return ((struct rw *)arg)->reads >= 1;
+}
+
+/* ---- timers -------------------------------------------------------- */
+
+struct order {
+    int seen[16];
+    int n;
+    uint64_t started;
+    uint64_t fired_at[16];
+    uint64_t want_ms[16];
+};
+
+struct tag {
+    struct order *o;
+    int id;
+};
+
+static void order_cb(nk_timer *t, void *user)
+{
+    struct tag *g = user;
+    g->o->fired_at[g->o->n] = nkt_now_ms();
+    g->o->seen[g->o->n++] = g->id;
+    nk_timer_stop(t);
+}
+
+static bool order_done(void *arg)
+{
+    return ((struct order *)arg)->n >= 5;
+}
+
+static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct order o = {0};
+    struct tag tags[5];
+    const uint64_t ms[5] = {30, 10, 20, 10, 0};
+    nk_timer *t;
+    o.started = nkt_now_ms();
+    for (int i = 0; i < 5; i++) {
+        tags[i] = (struct tag){&o, i};
+        assert_int_equal(nk_timer_start(loop, ms[i], 0, order_cb, &tags[i], &t), 0);
+    }
+    assert_int_equal(nkt_run_until(loop, order_done, &o, 100, 2000, NULL), 0);
+    const int expect[5] = {4, 1, 3, 2, 0};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(o.seen[i], expect[i]);
+        /* Never early. */
+        assert_true(o.fired_at[i] - o.started >= ms[expect[i]]);
+    }
+    free_loop(loop);
+}
+
+struct rep {
+    int fires;
+    int stop_at;
+    uint64_t last;
+    uint64_t min_gap;
+};
+
+static void rep_cb(nk_timer *t, void *user)
+{
+    struct rep *r = user;
+    uint64_t now = nkt_now_ms();
+    if (r->fires && now - r->last < r->min_gap)
+        r->min_gap = now - r->last;
+    r->last = now;
+    /* Re-inserted before the callback: it is still active here. */
+    assert_true(nk__timer_active(t));
+    if (++r->fires == r->stop_at)
+        nk_timer_stop(t);
+}
+
+static void test_timer_repeats_until_stopped_in_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct rep r = {.stop_at = 4, .min_gap = UINT64_MAX};
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1, 5, rep_cb, &r, &t), 0);
+    /* The only handle stops itself: DEFAULT returns when nothing is left. */
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 4);
+    assert_true(r.min_gap >= 5);
+    free_loop(loop);
+}
+
+struct restart {
+    int fires;
+    nk_timer *t;
+};
+
+static void restart_cb(nk_timer *t, void *user)
+{
+    struct restart *r = user;
+    r->fires++;
+    if (r->fires < 3)
+        assert_int_equal(nk_timer_restart(t, 2, 0), 0);
+}
+
+static void test_one_shot_timer_restarted_from_its_callback(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct restart r = {0};
+    assert_int_equal(nk_timer_start(loop, 1, 0, restart_cb, &r, &r.t), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 3);
+    /* A fired one-shot stays allocated until stopped; restart re-arms it. */
+    assert_false(nk__timer_active(r.t));
+    assert_int_equal(nk_timer_restart(r.t, 0, 0), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(r.fires, 4);
+    nk_timer_stop(r.t);
+    free_loop(loop);
+}
+
+/* A timer re-armed at 0 from its callback fires once per iteration and
+ * does not keep the loop from polling I/O. */
+struct zero {
+    int fires;
+};
+
+static void zero_cb(nk_timer *t, void *user)
+{
+    ((struct zero *)user)->fires++;
+    nk_timer_restart(t, 0, 0);
+}
+
+static void test_timer_rearmed_at_zero_does_not_starve_io(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct zero z = {0};
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 0, 0, zero_cb, &z, &t), 0);
+    int sv[2];
+    make_pair(sv);
+    struct rw s = {0};
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, rw_cb, &s, &io), 0);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    uint64_t iters = 0;
+    assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, &iters), 0);
+    assert_int_equal(iters, 1);
+    assert_int_equal(z.fires, 1);
+    nk_timer_stop(t);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+struct stopper {
+    nk_timer *victim;
+    int fires;
+};
+
+static void victim_cb(nk_timer *t, void *user)
+{
+    (void)t;
+    ((struct stopper *)user)->fires += 100;
+}
+
+static void stopper_cb(nk_timer *t, void *user)
+{
+    struct stopper *s = user;
+    s->fires++;
+    nk_timer_stop(s->victim);
+    nk_timer_stop(t);
+}
+
+static void test_timer_stops_another_due_in_same_iteration(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    struct stopper s = {0};
+    nk_timer *t;
+    /* Same deadline: start order puts the stopper first. */
+    assert_int_equal(nk_timer_start(loop, 0, 0, stopper_cb, &s, &t), 0);
+    assert_int_equal(nk_timer_start(loop, 0, 0, victim_cb, &s, &s.victim), 0);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(s.fires, 1);
+    free_loop(loop);
+}
+
+/* The cached time is refreshed when the wait ends: a timer started from
+ * an I/O callback after a long wait is measured from the wake-up, not
+ * from before the wait (it would fire early otherwise). */
+struct late {
+    nk_loop *loop;
+    nk_timer *t;
+    uint64_t started;
+    uint64_t fired;
+    int wfd;
+};
+
+static void late_fire(nk_timer *t, void *user)
+{
+    (void)t;
+    ((struct late *)user)->fired = nkt_now_ms();
+}
+
+static void late_io(nk_io *io, unsigned events, void *user)
+{
+    (void)events;
+    struct late *l = user;
+    char c;
+    (void)!read(nk_io_fd(io), &c, 1);
+    if (l->t)
+        return;
+    l->started = nkt_now_ms();
+    assert_int_equal(nk_timer_start(l->loop, 30, 0, late_fire, l, &l->t), 0);
+}
+
+static void *write_later(void *arg)
+{
+    struct late *l = arg;
+    /* The stimulus, not a synchronisation: the loop must have waited a
+     * while before the data arrives. */
+    struct timespec ts = {0, 80 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    (void)!write(l->wfd, "x", 1);
+    return NULL;
+}
+
+static bool late_done(void *arg)
+{
+    return ((struct late *)arg)->fired != 0;
+}
+
+static void test_timer_started_after_long_wait_is_not_early(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    struct late l = {.loop = loop, .wfd = sv[1]};
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, late_io, &l, &io), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_later, &l), 0);
+    assert_int_equal(nkt_run_until(loop, late_done, &l, 20, 5000, NULL), 0);
+    pthread_join(th, NULL);
+    assert_true(l.fired - l.started >= 30);
+    nk_timer_stop(l.t);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+/* ---- main ---------------------------------------------------------- */
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timers_fire_in_deadline_order_ties_in_start_order),
+        cmocka_unit_test(test_timer_repeats_until_stopped_in_callback),
+        cmocka_unit_test(test_one_shot_timer_restarted_from_its_callback),
+        cmocka_unit_test(test_timer_rearmed_at_zero_does_not_starve_io),
+        cmocka_unit_test(test_timer_stops_another_due_in_same_iteration),
+        cmocka_unit_test(test_timer_started_after_long_wait_is_not_early),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
