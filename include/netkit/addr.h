@@ -91,6 +91,9 @@ NK_API int nk_addr_resolve(const char *text, int family, nk_addr *out);
 
 /**
  * @brief Build an address from a socket API address (IPv4 or IPv6).
+ * @param out Receives the address.
+ * @param sa  A struct sockaddr_in or sockaddr_in6.
+ * @param len The length of @p sa.
  * @return 0, NK_EINVAL (NULL or short @p len), NK_EADDR_FAMILY.
  */
 NK_API int nk_addr_from_sockaddr(nk_addr *out, const struct sockaddr *sa,
@@ -98,6 +101,8 @@ NK_API int nk_addr_from_sockaddr(nk_addr *out, const struct sockaddr *sa,
 
 /**
  * @brief Format as `1.2.3.4:80` or `[::1]:80` (with `%zone` when set).
+ * @param addr The address.
+ * @param size The size of @p buf in bytes.
  * @param buf Receives NUL-terminated text; NK_ADDR_STRLEN bytes always fit.
  * @return The length written (without the NUL), NK_ENOSPACE if @p size is
  * too small (buf then holds an empty string when size > 0), NK_EINVAL for
@@ -105,22 +110,33 @@ NK_API int nk_addr_from_sockaddr(nk_addr *out, const struct sockaddr *sa,
  */
 NK_API int nk_addr_format(const nk_addr *addr, char *buf, size_t size);
 
-/** @brief Port in host byte order, or -1 for an empty or NULL address. */
+/**
+ * @brief The port.
+ * @param addr The address.
+ * @return The port in host byte order, or -1 for an empty or NULL address.
+ */
 NK_API int nk_addr_port(const nk_addr *addr);
 
 /**
  * @brief Change the port.
+ * @param addr The address.
+ * @param port The new port, 0 to 65535.
  * @return 0, NK_EINVAL (NULL or empty address), NK_EADDR_PORT (out of range).
  */
 NK_API int nk_addr_set_port(nk_addr *addr, int port);
 
-/** @brief AF_INET, AF_INET6, or 0 for an empty or NULL address. */
+/**
+ * @brief The address family.
+ * @param addr The address.
+ * @return AF_INET, AF_INET6, or 0 for an empty or NULL address.
+ */
 NK_API int nk_addr_family(const nk_addr *addr);
 
 /**
- * @brief Turn an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) into plain
- * IPv4, so one host has one key whichever socket it came through. Other
- * addresses are left as they are.
+ * @brief Turn an IPv4-mapped IPv6 address (<tt>\::ffff:1.2.3.4</tt>)
+ * into plain IPv4, so one host has one key whichever socket it came
+ * through. Other addresses are left as they are.
+ * @param addr The address, changed in place; NULL is ignored.
  */
 NK_API void nk_addr_normalize(nk_addr *addr);
 
@@ -128,6 +144,9 @@ NK_API void nk_addr_normalize(nk_addr *addr);
  * @brief Same host and port? IPv4-mapped IPv6 equals its IPv4 form;
  * the IPv6 scope is compared, flow info is not. NULLs are equal only to
  * each other.
+ * @param a One address.
+ * @param b The other address.
+ * @return true if they are the same host and port.
  */
 NK_API bool nk_addr_equal(const nk_addr *a, const nk_addr *b);
 
@@ -137,7 +156,9 @@ NK_API bool nk_addr_equal(const nk_addr *a, const nk_addr *b);
  *
  * With a secret key per table, an outsider cannot choose addresses that
  * collide. Safe from any thread.
+ * @param addr The address.
  * @param key 16 bytes of secret key (NULL hashes with an all-zero key).
+ * @return The 64-bit hash.
  */
 NK_API uint64_t nk_addr_hash(const nk_addr *addr, const uint8_t key[16]);
 

@@ -26,6 +26,9 @@ typedef void (*nk_free_fn)(void *ptr);
  * Call before any other libnetkit call, while no memory from the previous
  * allocator is held. Not thread-safe. Passing three NULLs restores the C
  * library's allocator.
+ * @param malloc_fn  Allocates, as malloc().
+ * @param realloc_fn Resizes, as realloc().
+ * @param free_fn    Frees, as free().
  * @return 0, or NK_EINVAL if only some of the three are NULL.
  */
 NK_API int nk_set_allocator(nk_malloc_fn malloc_fn, nk_realloc_fn realloc_fn,

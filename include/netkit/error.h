@@ -66,6 +66,7 @@ NK_API const char *nk_strerror(int code);
 /**
  * @brief The symbolic name of a code ("NK_EOF", "ECONNRESET", "OK"), or
  * "UNKNOWN" for an unknown one.
+ * @param code The code a libnetkit function returned.
  * @return A constant string owned by the library. Safe from any thread.
  */
 NK_API const char *nk_err_name(int code);

@@ -83,6 +83,8 @@ NK_API ptrdiff_t nk_frame_decode(const nk_frame_opts *opts, const void *buf,
 /**
  * @brief Write the 4-byte big-endian length prefix for a payload of @p len
  * bytes into @p out.
+ * @param len The payload length.
+ * @param out Receives the 4 bytes.
  * @return 0, or NK_EFRAME_TOO_LARGE if @p len does not fit in 32 bits,
  * NK_EINVAL for NULL @p out. Safe from any thread.
  */

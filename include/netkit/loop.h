@@ -94,6 +94,7 @@ NK_API int nk_loop_new(nk_loop **out);
  *
  * Runs the close work still pending (handles closed but not yet freed)
  * first. Not from a callback of this loop.
+ * @param loop The loop; NULL is ignored.
  * @return 0, or NK_EBUSY (and nothing is freed) while handles are still
  * active: stop or close them first.
  */
@@ -101,6 +102,8 @@ NK_API int nk_loop_free(nk_loop *loop);
 
 /**
  * @brief Run the loop.
+ * @param loop The loop.
+ * @param mode NK_RUN_DEFAULT, NK_RUN_ONCE or NK_RUN_NOWAIT.
  * @return 0 when stopped or when nothing is left to wait for in
  * NK_RUN_DEFAULT; in NK_RUN_ONCE/NK_RUN_NOWAIT, 1 if active handles remain
  * and 0 otherwise; a negative code if the backend fails (for example
@@ -114,6 +117,7 @@ NK_API int nk_loop_run(nk_loop *loop, nk_run_mode mode);
  * Safe from any thread and from a signal-free context; wakes the loop if it
  * is waiting. A stop requested while the loop is not running makes the next
  * nk_loop_run() return after one iteration.
+ * @param loop The loop.
  */
 NK_API void nk_loop_stop(nk_loop *loop);
 
@@ -123,6 +127,9 @@ NK_API void nk_loop_stop(nk_loop *loop);
  * Callbacks posted from one thread run in the order posted, each exactly
  * once, even if the loop is stopped and run again; nk_loop_free() drops
  * those never run.
+ * @param loop The loop.
+ * @param cb   The callback.
+ * @param user Passed to @p cb.
  * @return 0, NK_EINVAL, -ENOMEM.
  */
 NK_API int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user);
@@ -130,6 +137,9 @@ NK_API int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user);
 /**
  * @brief Run @p cb at the start of the next iteration. Loop thread only;
  * safe from callbacks.
+ * @param loop The loop.
+ * @param cb   The callback.
+ * @param user Passed to @p cb.
  * @return 0, NK_EINVAL, -ENOMEM.
  */
 NK_API int nk_loop_defer(nk_loop *loop, nk_task_cb cb, void *user);
@@ -137,10 +147,15 @@ NK_API int nk_loop_defer(nk_loop *loop, nk_task_cb cb, void *user);
 /**
  * @brief The loop's cached time in milliseconds on the monotonic clock,
  * updated at the start of each iteration.
+ * @param loop The loop.
+ * @return The cached time in milliseconds.
  */
 NK_API uint64_t nk_loop_now(const nk_loop *loop);
 
-/** @brief Refresh the cached time (for long callbacks). */
+/**
+ * @brief Refresh the cached time (for long callbacks).
+ * @param loop The loop.
+ */
 NK_API void nk_loop_update_time(nk_loop *loop);
 
 /**
@@ -148,21 +163,32 @@ NK_API void nk_loop_update_time(nk_loop *loop);
  * to handle, for embedding in another program's loop: poll it there, then
  * call nk_loop_run(loop, NK_RUN_NOWAIT). Also wait no longer than
  * nk_loop_timeout() so timers fire on time.
+ * @param loop The loop.
  * @return The fd (owned by the loop; do not close it), or NK_ENOTSUP with
  * the poll backend, which has no such descriptor.
  */
 NK_API int nk_loop_fd(const nk_loop *loop);
 
 /**
- * @brief Milliseconds until the loop has timed work: 0 if it has work now,
- * -1 if it waits for fd events only.
+ * @brief How long the loop may wait before it has timed work.
+ * @param loop The loop.
+ * @return Milliseconds until the loop has timed work: 0 if it has work
+ * now, -1 if it waits for fd events only.
  */
 NK_API int nk_loop_timeout(const nk_loop *loop);
 
-/** @brief The backend in use: "epoll" or "poll". */
+/**
+ * @brief The backend in use.
+ * @param loop The loop.
+ * @return "epoll" or "poll", a constant string.
+ */
 NK_API const char *nk_loop_backend(const nk_loop *loop);
 
-/** @brief Fill @p out with the loop's counters. */
+/**
+ * @brief Fill @p out with the loop's counters.
+ * @param loop The loop.
+ * @param out  Receives the counters.
+ */
 NK_API void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out);
 
 /**
@@ -170,7 +196,12 @@ NK_API void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out);
  * watches nothing until nk_io_set()).
  *
  * The caller keeps owning the fd: stop the watcher before closing it.
- * @param out Receives the watcher.
+ * @param loop   The loop.
+ * @param fd     The file descriptor to watch.
+ * @param events NK_READ and/or NK_WRITE, or 0.
+ * @param cb     Called when the fd is ready.
+ * @param user   Passed to @p cb.
+ * @param out    Receives the watcher.
  * @return 0, NK_EINVAL (NULL, negative fd, unknown bits), -EEXIST (fd
  * already watched on this loop), -ENOMEM, -EPERM (epoll: fd is a regular
  * file) or another -errno from the backend.
@@ -180,20 +211,31 @@ NK_API int nk_io_start(nk_loop *loop, int fd, unsigned events, nk_io_cb cb,
 
 /**
  * @brief Change what the watcher waits for. Safe from any callback.
+ * @param io     The watcher.
+ * @param events NK_READ and/or NK_WRITE, or 0.
  * @return 0, NK_EINVAL, or a -errno from the backend.
  */
 NK_API int nk_io_set(nk_io *io, unsigned events);
 
-/** @brief The events the watcher waits for. */
+/**
+ * @brief The events the watcher waits for.
+ * @param io The watcher.
+ * @return NK_READ and/or NK_WRITE, or 0.
+ */
 NK_API unsigned nk_io_events(const nk_io *io);
 
-/** @brief The watched fd. */
+/**
+ * @brief The watched fd.
+ * @param io The watcher.
+ * @return The file descriptor given to nk_io_start().
+ */
 NK_API int nk_io_fd(const nk_io *io);
 
 /**
  * @brief Stop watching and free the watcher (the fd stays open). Safe from
  * any callback, the watcher's own included; @p io is invalid afterwards.
  * NULL is ignored.
+ * @param io The watcher.
  */
 NK_API void nk_io_stop(nk_io *io);
 
@@ -203,7 +245,12 @@ NK_API void nk_io_stop(nk_io *io);
  *
  * Timers fire in deadline order, never early; equal deadlines fire in
  * start order. Insert and stop cost O(log n).
- * @param out Receives the timer.
+ * @param loop       The loop.
+ * @param timeout_ms Milliseconds until the first firing.
+ * @param repeat_ms  Period after that, or 0 for a one-shot timer.
+ * @param cb         Called when the timer fires.
+ * @param user       Passed to @p cb.
+ * @param out        Receives the timer.
  * @return 0, NK_EINVAL, -ENOMEM.
  */
 NK_API int nk_timer_start(nk_loop *loop, uint64_t timeout_ms,
@@ -213,6 +260,9 @@ NK_API int nk_timer_start(nk_loop *loop, uint64_t timeout_ms,
 /**
  * @brief Re-arm a timer (running or fired one-shot) with a new timeout and
  * repeat. Safe from any callback, the timer's own included.
+ * @param timer      The timer.
+ * @param timeout_ms Milliseconds until the next firing.
+ * @param repeat_ms  Period after that, or 0 for a one-shot timer.
  * @return 0, NK_EINVAL.
  */
 NK_API int nk_timer_restart(nk_timer *timer, uint64_t timeout_ms,
@@ -222,6 +272,7 @@ NK_API int nk_timer_restart(nk_timer *timer, uint64_t timeout_ms,
  * @brief Stop and free the timer. Safe from any callback, the timer's own
  * included. A one-shot timer that fired is not freed by firing: stop it.
  * NULL is ignored.
+ * @param timer The timer.
  */
 NK_API void nk_timer_stop(nk_timer *timer);
 
@@ -232,7 +283,11 @@ NK_API void nk_timer_stop(nk_timer *timer);
  * signalfd, so no handler runs and no system call is interrupted. Start
  * watchers before creating threads so they inherit the mask; several
  * deliveries before the loop runs may be merged into one call.
- * @param out Receives the watcher.
+ * @param loop   The loop.
+ * @param signum The signal number (SIGINT, SIGTERM, ...).
+ * @param cb     Called on the loop thread after each delivery.
+ * @param user   Passed to @p cb.
+ * @param out    Receives the watcher.
  * @return 0, NK_EINVAL (bad signal number, SIGKILL, SIGSTOP), -EEXIST
  * (already watched on this loop), -ENOMEM, or a -errno.
  */
@@ -242,6 +297,7 @@ NK_API int nk_signal_start(nk_loop *loop, int signum, nk_signal_cb cb,
 /**
  * @brief Stop watching and free; the signal is unblocked again.
  * Safe from any callback. NULL is ignored.
+ * @param sig The watcher.
  */
 NK_API void nk_signal_stop(nk_signal *sig);
 

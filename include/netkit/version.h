@@ -26,6 +26,7 @@ extern "C" {
  *
  * Compare with NK_VERSION_HEX to detect a header/library mismatch.
  * Safe from any thread and any callback.
+ * @return The version as 0xMMmmpp.
  */
 NK_API unsigned nk_version(void);
 
