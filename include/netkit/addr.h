@@ -102,8 +102,8 @@ NK_API int nk_addr_from_sockaddr(nk_addr *out, const struct sockaddr *sa,
 /**
  * @brief Format as `1.2.3.4:80` or `[::1]:80` (with `%zone` when set).
  * @param addr The address.
+ * @param buf  Receives NUL-terminated text; NK_ADDR_STRLEN bytes always fit.
  * @param size The size of @p buf in bytes.
- * @param buf Receives NUL-terminated text; NK_ADDR_STRLEN bytes always fit.
  * @return The length written (without the NUL), NK_ENOSPACE if @p size is
  * too small (buf then holds an empty string when size > 0), NK_EINVAL for
  * NULL or an empty address.
