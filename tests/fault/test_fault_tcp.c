@@ -549,6 +549,129 @@ static void test_client_connect_emfile_leaks_nothing(void **state)
     assert_int_equal(nkt_alloc_live_bytes(), live);
 }
 
+/* A send that meets a reset closes that connection with the reason, once:
+ * nk_tcp_conn_send reports it, on_close repeats it, the client sees the
+ * end of its stream. */
+static void test_reset_on_send_closes_once(void **state)
+{
+    struct fx *f = *state;
+    int c = nkt_tcp_connect(&f->addr);
+    assert_true(c >= 0);
+    run_until_opens(f, 1);
+    nkt_fault_errno(NKT_SEND, ECONNRESET, 1);
+    assert_int_equal(nkt_send_all(c, "x", 1), 0);
+    run_until_closes(f, 1);
+    assert_int_equal(f->send_errors, 1);
+    assert_int_equal(f->reasons[0], -ECONNRESET);
+    assert_int_equal(server_stats(f).closed_reset, 1);
+    int eof = nkt_expect_eof(c, WAIT_MS);
+    assert_true(eof == 0 || eof == -ECONNRESET);
+    for (int i = 0; i < 3; i++)
+        nk_loop_run(f->loop, NK_RUN_NOWAIT);
+    assert_int_equal(f->closes, 1);
+    close(c);
+}
+
+static bool queued_something(void *arg)
+{
+    struct fx *f = arg;
+    return f->peak_queued > 0;
+}
+
+/* EAGAIN queues the echo; EPIPE on the flush cancels it: one close with
+ * -EPIPE, and the queued bytes never reach the client. */
+static void test_epipe_on_flush_cancels_queue_with_one_close(void **state)
+{
+    struct fx *f = *state;
+    int c = nkt_tcp_connect(&f->addr);
+    assert_true(c >= 0);
+    run_until_opens(f, 1);
+    nkt_fault_errno(NKT_SEND, EAGAIN, 1);
+    assert_int_equal(nkt_send_all(c, "hello", 5), 0);
+    assert_int_equal(nkt_run_until(f->loop, queued_something, f, 1000,
+                                   WAIT_MS, NULL),
+                     0);
+    assert_int_equal(f->send_errors, 0);
+    nkt_fault_errno(NKT_SEND, EPIPE, 1);
+    run_until_closes(f, 1);
+    assert_int_equal(f->reasons[0], -EPIPE);
+    assert_int_equal(f->at_close[0].bytes_out, 0);
+    assert_int_equal(server_stats(f).closed_reset, 1);
+    int eof = nkt_expect_eof(c, WAIT_MS); /* no "hello" first */
+    assert_true(eof == 0 || eof == -ECONNRESET);
+    close(c);
+}
+
+struct connect_result {
+    int calls;
+    int status;
+    nk_tcp_conn *conn;
+};
+
+static void on_connect_record(nk_tcp_client *cl, nk_tcp_conn *conn,
+                              int status, void *user)
+{
+    (void)cl;
+    struct connect_result *r = user;
+    r->calls++;
+    r->status = status;
+    r->conn = conn;
+}
+
+static bool connect_reported(void *arg)
+{
+    return ((struct connect_result *)arg)->calls > 0;
+}
+
+/* connect() refused at once: on_connect reports it once, from the loop;
+ * nothing is left behind. */
+static void test_client_connect_refused_reported_once_without_leak(void **state)
+{
+    struct fx *f = *state;
+    struct connect_result r = {0};
+    nk_tcp_client_opts o = NK_TCP_CLIENT_OPTS_INIT;
+    o.on_connect = on_connect_record;
+    o.conn.user = &r;
+    int fds = nkt_fd_count();
+    size_t live = nkt_alloc_live_bytes();
+    nkt_fault_errno(NKT_CONNECT, ECONNREFUSED, 1);
+    assert_int_equal(nk_tcp_client_connect(f->loop, &f->addr, &o, NULL), 0);
+    assert_int_equal(r.calls, 0); /* never from inside the call */
+    assert_int_equal(nkt_run_until(f->loop, connect_reported, &r, 100,
+                                   WAIT_MS, NULL),
+                     0);
+    for (int i = 0; i < 3; i++)
+        nk_loop_run(f->loop, NK_RUN_NOWAIT);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, -ECONNREFUSED);
+    assert_null(r.conn);
+    assert_int_equal(nkt_fd_count(), fds);
+    assert_int_equal(nkt_alloc_live_bytes(), live);
+}
+
+/* A signal during connect() leaves the connection going on: EINTR must
+ * not be taken for a failure. */
+static void test_client_connect_eintr_still_connects(void **state)
+{
+    struct fx *f = *state;
+    struct connect_result r = {0};
+    nk_tcp_client_opts o = NK_TCP_CLIENT_OPTS_INIT;
+    o.on_connect = on_connect_record;
+    o.conn.user = &r;
+    nkt_fault_errno(NKT_CONNECT, EINTR, 1);
+    assert_int_equal(nk_tcp_client_connect(f->loop, &f->addr, &o, NULL), 0);
+    assert_int_equal(nkt_run_until(f->loop, connect_reported, &r, 100,
+                                   WAIT_MS, NULL),
+                     0);
+    assert_int_equal(nkt_fault_injected(NKT_CONNECT), 1);
+    assert_int_equal(r.status, 0);
+    assert_non_null(r.conn);
+    run_until_opens(f, 1);
+    nk_tcp_conn_close(r.conn);
+    run_until_closes(f, 1);
+    assert_int_equal(f->reasons[0], NK_EOF);
+}
+
 /* ---- B10: allocation failure at every n ---- */
 
 static void test_alloc_failure_at_every_n_starting_server(void **state)
@@ -718,6 +841,10 @@ int main(void)
         T(test_accept_enfile_sheds_each_pending_client),
         T(test_accept_emfile_without_spare_pauses_without_spin),
         T(test_client_connect_emfile_leaks_nothing),
+        T(test_reset_on_send_closes_once),
+        T(test_epipe_on_flush_cancels_queue_with_one_close),
+        T(test_client_connect_refused_reported_once_without_leak),
+        T(test_client_connect_eintr_still_connects),
         T(test_alloc_failure_at_every_n_starting_server),
         T(test_alloc_failure_at_every_n_accepting),
         T(test_alloc_failure_at_every_n_queueing_send),
