@@ -442,7 +442,9 @@ int nk_loop_free(nk_loop *loop)
     /* Close work first: freeing a handle may queue more, so a few rounds. */
     for (int i = 0; i < 64 && loop->tasks; i++)
         run_tasks(loop);
-    if (user_ios(loop) || loop->heap_len || loop->signals || loop->tasks)
+    /* A reference is held by an object that still points at the loop. */
+    if (user_ios(loop) || loop->heap_len || loop->signals || loop->tasks
+        || loop->refs)
         return NK_EBUSY;
     nk__io_stop(&loop->wake_io);
     loop->internal_ios--;

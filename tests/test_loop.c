@@ -660,6 +660,60 @@ static void test_loop_free_is_ebusy_with_live_handles(void **state)
     assert_int_equal(runs, 1);
 }
 
+/* ---- test support: nkt_run_until ---------------------------------- */
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void drain_nothing(nk_io *io, unsigned events, void *user)
+{
+    (void)io;
+    (void)events;
+    (void)user;
+}
+
+static void test_run_until_times_out_without_spinning(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    int sv[2];
+    make_pair(sv);
+    nk_io *io;
+    /* An idle watcher: the loop has something to wait for, nothing comes. */
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, drain_nothing, NULL, &io), 0);
+    uint64_t iters = 0, t0 = nkt_now_ms();
+    assert_int_equal(nkt_run_until(loop, never, NULL, 1000, 50, &iters), -ETIMEDOUT);
+    uint64_t took = nkt_now_ms() - t0;
+    assert_true(took >= 50 && took < 5000);
+    assert_true(iters >= 1 && iters <= 3);
+    /* Its guard timer is gone afterwards. */
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, 0);
+
+    /* Always readable (never read): the iteration bound ends it. */
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(nkt_run_until(loop, never, NULL, 3, 5000, &iters), -ELOOP);
+    assert_int_equal(iters, 3);
+    nk_io_stop(io);
+    close(sv[0]);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+static void test_loop_free_is_ebusy_while_referenced(void **state)
+{
+    (void)state;
+    nk_loop *loop = new_loop();
+    nk__loop_ref(loop);
+    assert_int_equal(nk_loop_free(loop), NK_EBUSY);
+    nk__loop_unref(loop);
+    free_loop(loop);
+}
+
 /* ---- main ---------------------------------------------------------- */
 
 int main(void)
@@ -682,6 +736,8 @@ int main(void)
         cmocka_unit_test(test_stop_from_other_thread_wakes_blocked_loop),
         cmocka_unit_test(test_run_from_callback_is_ebusy),
         cmocka_unit_test(test_loop_free_is_ebusy_with_live_handles),
+        cmocka_unit_test(test_loop_free_is_ebusy_while_referenced),
+        cmocka_unit_test(test_run_until_times_out_without_spinning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
