@@ -217,13 +217,17 @@ int nk__room_remove(struct nk__room_core *c, const nk_addr *a,
     return 0;
 }
 
-void nk__room_expire(struct nk__room_core *c, uint64_t now)
+size_t nk__room_expire(struct nk__room_core *c, uint64_t now, size_t max)
 {
+    size_t n = 0;
     if (c->cfg.member_ttl_ms == 0)
-        return;
-    while (c->head != NK__ROOM_NONE &&
-           c->members[c->head].last_seen + c->cfg.member_ttl_ms <= now)
+        return 0;
+    while (n < max && c->head != NK__ROOM_NONE &&
+           c->members[c->head].last_seen + c->cfg.member_ttl_ms <= now) {
         remove_index(c, c->head, NK_ROOM_LEAVE_TTL);
+        n++;
+    }
+    return n;
 }
 
 uint64_t nk__room_next_expiry(const struct nk__room_core *c)
@@ -254,8 +258,13 @@ static bool rate_ok(struct nk__room_core *c, struct nk__room_member *m,
     return true;
 }
 
-static bool is_self(const struct nk__room_core *c, const nk_addr *src)
+static bool is_self(const struct nk__room_core *c, const nk_addr *in)
 {
+    /* ::ffff:127.0.0.1 is 127.0.0.1: the loopback test below needs the
+     * plain form, or the mapped twin of our own address would join. */
+    nk_addr norm = *in;
+    nk_addr_normalize(&norm);
+    const nk_addr *src = &norm;
     const nk_addr *self = &c->cfg.self;
     int port = nk_addr_port(self);
     if (port <= 0 || nk_addr_port(src) != port)

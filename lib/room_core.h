@@ -157,8 +157,9 @@ const nk_addr *nk__room_member_addr(const struct nk__room_core *c, uint32_t idx)
 void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
                               int err);
 
-/* Remove members silent for member_ttl_ms at @now. */
-void nk__room_expire(struct nk__room_core *c, uint64_t now);
+/* Remove up to @max members silent for member_ttl_ms at @now: the number
+ * removed. */
+size_t nk__room_expire(struct nk__room_core *c, uint64_t now, size_t max);
 
 /* When the oldest member expires (ms), or UINT64_MAX. */
 uint64_t nk__room_next_expiry(const struct nk__room_core *c);

@@ -340,7 +340,8 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
-    size_t i = 0, sent = 0, retried = SIZE_MAX;
+    size_t i = 0, sent = 0, retry_at = SIZE_MAX;
+    unsigned retries = 0;
     while (i < count) {
         /* Fill slots from i on, stopping before a datagram that cannot be
          * sent at all (it gets its result, and the batch goes on). */
@@ -366,10 +367,15 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
         if (r < 0) {
             /* The first datagram was not sent. A late ICMP error left on
              * the socket by another destination fails whatever send comes
-             * next: once per datagram, try again. */
-            if (is_async_error(-r) && !ep->connected && retried != i) {
-                retried = i;
-                continue;
+             * next, and clears as it does: try that datagram again, a
+             * bounded number of times. */
+            if (is_async_error(-r) && !ep->connected) {
+                if (retry_at != i) {
+                    retry_at = i;
+                    retries = 0;
+                }
+                if (retries++ < 3)
+                    continue;
             }
             msgs[i].result = r;
             count_send_error(ep, r);

@@ -1,0 +1,629 @@
+/* udp_room over loopback, against plain POSIX peers: relay to every member,
+ * membership by whole address (A11 included), echo to the sender on and
+ * off, time-to-live driven by the loop's timer, the member cap under a
+ * flood of sources (D2), leave message, hooks and counters, rate limit,
+ * empty and oversized datagrams (A1, A3, D7), a dead member (B15),
+ * validation and the amplification budget (D4), close from a hook (B14). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "netkit/addr.h"
+#include "netkit/error.h"
+#include "netkit/loop.h"
+#include "netkit/room.h"
+
+#include "nkt_loop.h"
+#include "nkt_peer.h"
+
+#define WAIT_MS 5000
+#define MAX_ITERS 100000
+
+struct fx {
+    nk_loop *loop;
+    nk_udp_room *room;
+    nk_addr addr;  /* the room, as peers reach it */
+    unsigned joins, leaves;
+    nk_room_leave_reason last_reason;
+    nk_addr last_left;
+    size_t max_members_seen;
+    bool upper;          /* on_message uppercases */
+    bool close_in_hook;
+    uint64_t want_in;    /* wait until messages_in reaches this */
+    unsigned want_leaves;
+};
+
+static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
+                    void *user)
+{
+    (void)room;
+    struct fx *f = user;
+    f->joins++;
+    if (ev->members > f->max_members_seen)
+        f->max_members_seen = ev->members;
+}
+
+static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
+                     void *user)
+{
+    (void)room;
+    struct fx *f = user;
+    f->leaves++;
+    f->last_reason = ev->reason;
+    f->last_left = *ev->addr;
+}
+
+static char upper_buf[2048];
+
+static int on_message(nk_udp_room *room, nk_udp_room_message *msg, void *user)
+{
+    struct fx *f = user;
+    if (f->close_in_hook) {
+        nk_udp_room_close(room);
+        f->room = NULL;
+        return NK_ROOM_DROP;
+    }
+    if (!f->upper)
+        return NK_ROOM_RELAY;
+    const char *d = msg->data;
+    if (msg->len > 0 && d[0] == '#')
+        return NK_ROOM_DROP;
+    size_t n = msg->len < sizeof upper_buf ? msg->len : sizeof upper_buf;
+    for (size_t i = 0; i < n; i++)
+        upper_buf[i] = (d[i] >= 'a' && d[i] <= 'z') ? (char)(d[i] - 32) : d[i];
+    msg->data = upper_buf;
+    msg->len = n;
+    return NK_ROOM_RELAY;
+}
+
+static nk_addr addr_of(const char *text)
+{
+    nk_addr a;
+    assert_int_equal(nk_addr_parse(text, &a), 0);
+    return a;
+}
+
+static void room_up(struct fx *f, const char *bind_text,
+                    const nk_udp_room_opts *o)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(nk_loop_new(&f->loop), 0);
+    nk_udp_room_hooks h = {.on_join = on_join, .on_leave = on_leave,
+                           .on_message = on_message};
+    nk_addr a = addr_of(bind_text);
+    assert_int_equal(nk_udp_room_open(f->loop, &a, o, &h, f, &f->room), 0);
+    nk_addr local;
+    assert_int_equal(nk_udp_room_local_addr(f->room, &local), 0);
+    f->addr = addr_of(nk_addr_family(&local) == AF_INET6 ? "[::1]:0"
+                                                         : "127.0.0.1:0");
+    nk_addr_set_port(&f->addr, nk_addr_port(&local));
+}
+
+static void room_down(struct fx *f)
+{
+    nk_udp_room_close(f->room);
+    assert_int_equal(nk_loop_free(f->loop), 0);
+}
+
+static nk_udp_room_stats stats(struct fx *f)
+{
+    nk_udp_room_stats s;
+    nk_udp_room_get_stats(f->room, &s);
+    return s;
+}
+
+static bool got_in(void *arg)
+{
+    struct fx *f = arg;
+    return f->room == NULL || stats(f).messages_in >= f->want_in;
+}
+
+static bool got_leaves(void *arg)
+{
+    struct fx *f = arg;
+    return f->leaves >= f->want_leaves;
+}
+
+/* Send from a peer and run the room until it has handled the datagram. */
+static void say(struct fx *f, int fd, const void *data, size_t len)
+{
+    f->want_in = f->room ? stats(f).messages_in + 1 : 0;
+    assert_int_equal(nkt_udp_sendto(fd, data, len, &f->addr), (int)len);
+    assert_int_equal(nkt_run_until(f->loop, got_in, f, MAX_ITERS, WAIT_MS, NULL), 0);
+}
+
+static int peer_on(const char *text)
+{
+    nk_addr a = addr_of(text);
+    int fd = nkt_udp_socket(nk_addr_family(&a), &a);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void expect(int fd, const char *text)
+{
+    char buf[256];
+    int n = nkt_udp_recv(fd, buf, sizeof buf - 1, WAIT_MS, NULL);
+    assert_int_equal(n, (int)strlen(text));
+    buf[n] = 0;
+    assert_string_equal(buf, text);
+}
+
+static void expect_nothing(int fd)
+{
+    char buf[64];
+    assert_int_equal(nkt_udp_recv(fd, buf, sizeof buf, 0, NULL), -ETIMEDOUT);
+}
+
+/* The seed's protocol: `register`, then every message to every member,
+ * the sender included; `register` itself is relayed. */
+static void test_room_relays_to_all_members_with_sender(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int a = peer_on("127.0.0.1:0"), b = peer_on("127.0.0.1:0");
+    say(&f, a, "register", 8);
+    expect(a, "register");
+    say(&f, b, "register", 8);
+    expect(a, "register");
+    expect(b, "register");
+    say(&f, a, "hello", 5);
+    expect(a, "hello");
+    expect(b, "hello");
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 2);
+    assert_int_equal(s.joins, 2);
+    assert_int_equal(s.messages_in, 3);
+    assert_int_equal(s.relayed, 3);
+    assert_int_equal(s.deliveries_out, 5);
+    assert_int_equal(s.bytes_out, 8 + 16 + 10);
+    assert_int_equal(f.joins, 2);
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* Two members on one port but different addresses are two members. */
+static void test_room_members_keyed_by_whole_address(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int a = peer_on("127.0.0.1:0");
+    nk_addr aa;
+    assert_int_equal(nkt_sock_name(a, &aa), 0);
+    char text[64];
+    snprintf(text, sizeof text, "127.0.0.2:%d", nk_addr_port(&aa));
+    int b = peer_on(text);
+    say(&f, a, "one", 3);
+    say(&f, b, "two", 3);
+    assert_int_equal(stats(&f).members, 2);
+    expect(a, "one");
+    expect(a, "two");
+    expect(b, "two");
+    nk_udp_room_member_info mi;
+    nk_addr ba = addr_of(text);
+    assert_int_equal(nk_udp_room_member(f.room, &aa, &mi), 0);
+    assert_int_equal(mi.bytes_in, 3);
+    assert_int_equal(mi.bytes_out, 6);
+    assert_int_equal(nk_udp_room_member(f.room, &ba, &mi), 0);
+    assert_int_equal(mi.bytes_out, 3);
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* A11: one client reaching a dual-stack room as 127.0.0.1 and as
+ * ::ffff:127.0.0.1 is one member, with one rate limit. */
+static void test_room_v4_mapped_is_one_member(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.rate_limit = 1;
+    o.rate_burst = 1;
+    struct fx f;
+    room_up(&f, "[::]:0", &o);
+    nk_addr any6 = addr_of("[::]:0");
+    int c = nkt_udp_socket(AF_INET6, &any6); /* dual-stack client */
+    assert_true(c >= 0);
+    nk_addr as_v4 = addr_of("127.0.0.1:0");
+    nk_addr as_mapped = addr_of("[::ffff:127.0.0.1]:0");
+    nk_addr_set_port(&as_v4, nk_addr_port(&f.addr));
+    nk_addr_set_port(&as_mapped, nk_addr_port(&f.addr));
+    f.want_in = 1;
+    assert_int_equal(nkt_udp_sendto(c, "a", 1, &as_mapped), 1);
+    assert_int_equal(nkt_run_until(f.loop, got_in, &f, MAX_ITERS, WAIT_MS, NULL), 0);
+    int v4 = nkt_udp_socket(AF_INET, NULL);
+    nk_addr cport;
+    assert_int_equal(nkt_sock_name(c, &cport), 0);
+    /* The member is known under its plain IPv4 form. */
+    nk_addr plain = addr_of("127.0.0.1:0");
+    nk_addr_set_port(&plain, nk_addr_port(&cport));
+    nk_udp_room_member_info mi;
+    assert_int_equal(nk_udp_room_member(f.room, &plain, &mi), 0);
+    nk_addr mapped_member = addr_of("[::ffff:127.0.0.1]:0");
+    nk_addr_set_port(&mapped_member, nk_addr_port(&cport));
+    assert_int_equal(nk_udp_room_member(f.room, &mapped_member, &mi), 0);
+    f.want_in = 2;
+    assert_int_equal(nkt_udp_sendto(c, "b", 1, &as_mapped), 1);
+    assert_int_equal(nkt_run_until(f.loop, got_in, &f, MAX_ITERS, WAIT_MS, NULL), 0);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 1);
+    assert_int_equal(s.drops[NK_ROOM_DROP_RATE], 1);
+    close(v4);
+    close(c);
+    room_down(&f);
+}
+
+static void test_room_echo_sender_off(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.echo_sender = false;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int a = peer_on("127.0.0.1:0"), b = peer_on("127.0.0.1:0");
+    say(&f, a, "reg-a", 5);
+    say(&f, b, "reg-b", 5);
+    expect(a, "reg-b");
+    say(&f, a, "x", 1);
+    expect(b, "x");
+    /* The relay to a would have been sent in the same batch as b's. */
+    expect_nothing(a);
+    expect_nothing(b);
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* Members that stay silent for member_ttl_ms leave, by the loop's timer. */
+static void test_room_ttl_expiry_by_timer(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.member_ttl_ms = 50;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int a = peer_on("127.0.0.1:0"), b = peer_on("127.0.0.1:0");
+    say(&f, a, "", 0);
+    say(&f, b, "", 0);
+    assert_int_equal(stats(&f).members, 2);
+    f.want_leaves = 2;
+    uint64_t iters = 0;
+    assert_int_equal(nkt_run_until(f.loop, got_leaves, &f, MAX_ITERS, WAIT_MS,
+                                   &iters), 0);
+    assert_true(iters <= 10); /* woken by the timer, not by polling */
+    assert_int_equal(f.last_reason, NK_ROOM_LEAVE_TTL);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 0);
+    assert_int_equal(s.expirations, 2);
+    assert_int_equal(s.leaves, 2);
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* D2 (scaled down): 2000 distinct sources, one socket at a time, against a
+ * cap of 16: members never exceed the cap, each newcomer is either joined
+ * or counted as rejected, and the first member keeps being served. */
+static void test_room_member_cap_under_flood(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.max_members = 16;
+    o.echo_sender = false;
+    o.unreachable_limit = 0; /* only the cap frees no slots */
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int keep = peer_on("127.0.0.1:0");
+    say(&f, keep, "", 0);
+    size_t memory = stats(&f).memory;
+    const unsigned sources = 2000;
+    for (unsigned i = 0; i < sources; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "127.0.%u.%u:0", 1 + i / 250, 1 + i % 250);
+        int s = peer_on(text);
+        say(&f, s, "x", 1);
+        close(s);
+        /* Keep the member's socket buffer from overflowing. */
+        char drain[8];
+        while (nkt_udp_recv(keep, drain, sizeof drain, 0, NULL) >= 0)
+            ;
+    }
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 16);
+    assert_int_equal(f.max_members_seen, 16);
+    assert_int_equal(s.joins, 16);
+    assert_int_equal(s.rejected, sources - 15);
+    assert_int_equal(s.drops[NK_ROOM_DROP_FULL], sources - 15);
+    assert_int_equal(s.memory, memory);
+    /* The first member is still there and still served. */
+    int other = peer_on("127.0.0.1:0");
+    nk_udp_room_member_info mi;
+    nk_addr ka;
+    assert_int_equal(nkt_sock_name(keep, &ka), 0);
+    assert_int_equal(nk_udp_room_member(f.room, &ka, &mi), 0);
+    close(other);
+    close(keep);
+    room_down(&f);
+}
+
+static void test_room_leave_message(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.leave_message = "leave";
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int a = peer_on("127.0.0.1:0"), b = peer_on("127.0.0.1:0");
+    say(&f, a, "", 0);
+    say(&f, b, "", 0);
+    say(&f, a, "leave\n", 6);
+    assert_int_equal(f.leaves, 1);
+    assert_int_equal(f.last_reason, NK_ROOM_LEAVE_MESSAGE);
+    nk_addr aa;
+    assert_int_equal(nkt_sock_name(a, &aa), 0);
+    assert_true(nk_addr_equal(&f.last_left, &aa));
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 1);
+    assert_int_equal(s.relayed, 0);
+    expect_nothing(b);
+    /* "leaves" is an ordinary message. */
+    say(&f, b, "leaves", 6);
+    expect(b, "leaves");
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* on_message rewrites and drops; counters add up. */
+static void test_room_hooks_and_counters(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    f.upper = true;
+    int a = peer_on("127.0.0.1:0");
+    say(&f, a, "hello", 5);
+    expect(a, "HELLO");
+    say(&f, a, "#secret", 7);
+    expect_nothing(a);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.messages_in, 2);
+    assert_int_equal(s.bytes_in, 12);
+    assert_int_equal(s.drops[NK_ROOM_DROP_HOOK], 1);
+    assert_int_equal(s.relayed, 1);
+    assert_int_equal(s.deliveries_out, 1);
+    assert_int_equal(nk_udp_room_remove(f.room, &f.addr), NK_EINVAL);
+    nk_addr aa;
+    assert_int_equal(nkt_sock_name(a, &aa), 0);
+    assert_int_equal(nk_udp_room_remove(f.room, &aa), 0);
+    assert_int_equal(f.last_reason, NK_ROOM_LEAVE_REMOVED);
+    assert_int_equal(stats(&f).members, 0);
+    close(a);
+    room_down(&f);
+}
+
+static void test_room_rate_limit_per_source(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.rate_limit = 1; /* per second: no refill within this test */
+    o.rate_burst = 2;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int a = peer_on("127.0.0.1:0"), b = peer_on("127.0.0.1:0");
+    for (int i = 0; i < 5; i++)
+        say(&f, a, "m", 1);
+    say(&f, b, "n", 1);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.drops[NK_ROOM_DROP_RATE], 3);
+    assert_int_equal(s.relayed, 3);
+    expect(a, "m");
+    expect(a, "m");
+    expect(a, "n");
+    close(a);
+    close(b);
+    room_down(&f);
+}
+
+/* A1/A3/D7: empty datagrams refresh but are not relayed; truncated and
+ * oversized ones are dropped and counted; the next one arrives intact. */
+static void test_room_empty_and_oversized_not_relayed(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.max_datagram = 1024;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int a = peer_on("127.0.0.1:0");
+    static char big[8192];
+    memset(big, 'b', sizeof big);
+    say(&f, a, "", 0);
+    say(&f, a, big, 1025);
+    say(&f, a, big, sizeof big);
+    say(&f, a, "0123456789", 10);
+    expect(a, "0123456789");
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.drops[NK_ROOM_DROP_EMPTY], 1);
+    assert_int_equal(s.drops[NK_ROOM_DROP_OVERSIZE], 2);
+    assert_int_equal(s.truncations, 2);
+    assert_int_equal(s.relayed, 1);
+    assert_int_equal(s.members, 1);
+    close(a);
+    room_down(&f);
+}
+
+static bool dead_evicted(void *arg)
+{
+    struct fx *f = arg;
+    return stats(f).evictions >= 1;
+}
+
+/* B15: a member whose port is closed is evicted after the ICMP refusals,
+ * and the other members receive every message. */
+static void test_room_dead_member_evicted_others_served(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = peer_on("127.0.0.1:0");
+        say(&f, p[i], "", 0);
+    }
+    nk_addr dead;
+    assert_int_equal(nkt_sock_name(p[3], &dead), 0);
+    close(p[3]);
+    int got[3] = {0, 0, 0};
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 3; i++) {
+            say(&f, p[i], "msg", 3);
+            for (int j = 0; j < 3; j++) {
+                char buf[8];
+                if (nkt_udp_recv(p[j], buf, sizeof buf, WAIT_MS, NULL) == 3)
+                    got[j]++;
+            }
+        }
+    }
+    assert_int_equal(nkt_run_until(f.loop, dead_evicted, &f, MAX_ITERS, WAIT_MS,
+                                   NULL), 0);
+    for (int j = 0; j < 3; j++)
+        assert_int_equal(got[j], 30);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.members, 3);
+    assert_int_equal(s.evictions, 1);
+    assert_true(s.unreachable >= 3);
+    assert_int_equal(f.last_reason, NK_ROOM_LEAVE_UNREACHABLE);
+    assert_true(nk_addr_equal(&f.last_left, &dead));
+    for (int i = 0; i < 3; i++)
+        close(p[i]);
+    room_down(&f);
+}
+
+/* D4: in validated mode a silent 1-byte joiner is sent at most 3 bytes;
+ * a client that answers the challenge becomes validated and gets
+ * everything. */
+static void test_room_validated_mode_budget_and_cookie(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.validate = true;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int attacker = peer_on("127.0.0.1:0");
+    say(&f, attacker, "j", 1);
+    expect(attacker, "j"); /* 1 byte: within its budget of 3 */
+
+    int c = peer_on("127.0.0.1:0");
+    char hello[NK_ROOM_HELLO_LEN];
+    assert_int_equal(nk_udp_room_client_hello(hello, sizeof hello),
+                     NK_ROOM_HELLO_LEN);
+    say(&f, c, hello, sizeof hello);
+    char buf[64], reply[64];
+    int n = nkt_udp_recv(c, buf, sizeof buf, WAIT_MS, NULL);
+    assert_int_equal(n, NK_ROOM_COOKIE_MSG_LEN);
+    int r = nk_udp_room_client_handle(buf, (size_t)n, reply, sizeof reply);
+    assert_int_equal(r, NK_ROOM_COOKIE_MSG_LEN);
+    assert_int_equal(nk_udp_room_client_handle("hi", 2, reply, sizeof reply), 0);
+    say(&f, c, reply, (size_t)r);
+    nk_addr ca, aa;
+    assert_int_equal(nkt_sock_name(c, &ca), 0);
+    assert_int_equal(nkt_sock_name(attacker, &aa), 0);
+    nk_udp_room_member_info mi;
+    assert_int_equal(nk_udp_room_member(f.room, &ca, &mi), 0);
+    assert_true(mi.validated);
+
+    for (int i = 0; i < 20; i++) {
+        say(&f, c, "chat line", 9);
+        expect(c, "chat line");
+    }
+    assert_int_equal(nk_udp_room_member(f.room, &aa, &mi), 0);
+    assert_false(mi.validated);
+    assert_true(mi.bytes_out <= 3 * mi.bytes_in);
+    expect_nothing(attacker);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.validations, 1);
+    assert_int_equal(s.unvalidated, 1);
+    assert_int_equal(s.budget_skips, 20);
+    /* A forged answer is refused. */
+    reply[10] ^= 1;
+    say(&f, attacker, reply, (size_t)r);
+    assert_int_equal(stats(&f).drops[NK_ROOM_DROP_COOKIE], 1);
+    close(attacker);
+    close(c);
+    room_down(&f);
+}
+
+/* B14: the room closed from its own message hook is freed afterwards, and
+ * nothing is relayed. */
+static void test_room_close_from_hook(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int a = peer_on("127.0.0.1:0");
+    f.close_in_hook = true;
+    say(&f, a, "bye", 3);
+    assert_null(f.room);
+    expect_nothing(a);
+    close(a);
+    assert_int_equal(nk_loop_free(f.loop), 0);
+}
+
+static void test_room_bad_arguments(void **state)
+{
+    (void)state;
+    nk_loop *loop;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    nk_udp_room *room = NULL;
+    nk_addr a = addr_of("127.0.0.1:0");
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    assert_int_equal(nk_udp_room_open(NULL, &a, NULL, NULL, NULL, &room), NK_EINVAL);
+    assert_int_equal(nk_udp_room_open(loop, NULL, NULL, NULL, NULL, &room), NK_EINVAL);
+    assert_int_equal(nk_udp_room_open(loop, &a, NULL, NULL, NULL, NULL), NK_EINVAL);
+    o.max_members = 0;
+    assert_int_equal(nk_udp_room_open(loop, &a, &o, NULL, NULL, &room), NK_EINVAL);
+    o = (nk_udp_room_opts)NK_UDP_ROOM_OPTS_INIT;
+    o.max_datagram = 65508;
+    assert_int_equal(nk_udp_room_open(loop, &a, &o, NULL, NULL, &room), NK_EINVAL);
+    o = (nk_udp_room_opts)NK_UDP_ROOM_OPTS_INIT;
+    o.leave_message = "";
+    assert_int_equal(nk_udp_room_open(loop, &a, &o, NULL, NULL, &room), NK_EINVAL);
+    assert_null(room);
+    nk_udp_room_close(NULL);
+    char small[4];
+    assert_int_equal(nk_udp_room_client_hello(small, sizeof small), NK_ENOSPACE);
+    assert_int_equal(nk_udp_room_client_hello(NULL, 64), NK_EINVAL);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_room_relays_to_all_members_with_sender),
+        cmocka_unit_test(test_room_members_keyed_by_whole_address),
+        cmocka_unit_test(test_room_v4_mapped_is_one_member),
+        cmocka_unit_test(test_room_echo_sender_off),
+        cmocka_unit_test(test_room_ttl_expiry_by_timer),
+        cmocka_unit_test(test_room_member_cap_under_flood),
+        cmocka_unit_test(test_room_leave_message),
+        cmocka_unit_test(test_room_hooks_and_counters),
+        cmocka_unit_test(test_room_rate_limit_per_source),
+        cmocka_unit_test(test_room_empty_and_oversized_not_relayed),
+        cmocka_unit_test(test_room_dead_member_evicted_others_served),
+        cmocka_unit_test(test_room_validated_mode_budget_and_cookie),
+        cmocka_unit_test(test_room_close_from_hook),
+        cmocka_unit_test(test_room_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
