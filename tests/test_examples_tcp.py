@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""The TCP examples driven through their command lines, against each other
+and against independent peers written like the seed's Python programs.
+
+usage: test_examples_tcp.py TCP_UPPER_SERVER TCP_UPPER_CLIENT BACKLOG_DEMO
+Every wait has a deadline; processes started here are ended by their pid.
+"""
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+SERVER, CLIENT, DEMO = sys.argv[1:4]
+DEADLINE = 10.0
+failures = []
+
+
+def check(cond, what):
+    print(("ok      " if cond else "FAILED  ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def read_line(stream, timeout=DEADLINE):
+    """One line from a pipe within the timeout, or None."""
+    end = time.monotonic() + timeout
+    buf = b""
+    fd = stream.fileno()
+    while not buf.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return buf.decode() if buf else None
+        buf += chunk
+    return buf.decode().rstrip("\n")
+
+
+def start_server(*args):
+    p = subprocess.Popen([SERVER, *args, "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = read_line(p.stdout)
+    if not line or "listening on 127.0.0.1:" not in line:
+        p.kill()
+        raise SystemExit("server did not start: %r" % line)
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+    return p, port
+
+
+def stop(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        os.kill(p.pid, sig)
+    try:
+        return p.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        return None
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def upper(b):
+    return bytes(c - 32 if 97 <= c <= 122 else c for c in b)
+
+
+def test_bad_arguments():
+    for exe, args in [(SERVER, ["--bogus"]), (SERVER, ["--backlog", "x"]),
+                      (SERVER, ["1.2.3.4"]), (SERVER, ["[::1"]),
+                      (SERVER, ["a:1", "b:2"]), (CLIENT, ["host:"]),
+                      (CLIENT, ["--backlog", "3"]), (DEMO, ["--clients", "0"]),
+                      (DEMO, ["--backlog", "-1"]), (DEMO, ["127.0.0.1:1"])]:
+        r = subprocess.run([exe, *args], capture_output=True, timeout=DEADLINE,
+                           stdin=subprocess.DEVNULL)
+        check(r.returncode == 2 and b"usage:" in r.stderr,
+              "%s %s exits 2 with usage on stderr" %
+              (os.path.basename(exe), " ".join(args)))
+    for exe in (SERVER, CLIENT, DEMO):
+        r = subprocess.run([exe, "--help"], capture_output=True,
+                           timeout=DEADLINE)
+        check(r.returncode == 0 and r.stdout.startswith(b"usage:"),
+              "%s --help exits 0 with usage on stdout" % os.path.basename(exe))
+
+
+def test_two_clients_at_once():
+    srv, port = start_server("--backlog", "5")
+    addr = "127.0.0.1:%d" % port
+    a = subprocess.Popen([CLIENT, addr], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    b = subprocess.Popen([CLIENT, addr], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A talks, then B talks while A is still connected, then A again: the
+    # seed's server would leave B waiting in the backlog.
+    a.stdin.write(b"hello from a\n"); a.stdin.flush()
+    check(read_line(a.stdout) == "HELLO FROM A", "client A gets its reply")
+    b.stdin.write(b"\nhi from b, mixed Case 123\n"); b.stdin.flush()
+    check(read_line(b.stdout) == "HI FROM B, MIXED CASE 123",
+          "client B is served while A stays connected (empty line skipped)")
+    a.stdin.write(b"again\n"); a.stdin.flush()
+    check(read_line(a.stdout) == "AGAIN", "client A is still served")
+    a.stdin.close(); b.stdin.close()
+    check(a.wait(timeout=DEADLINE) == 0 and b.wait(timeout=DEADLINE) == 0,
+          "both clients exit 0 at end of input")
+    check(stop(srv) == 0, "server exits 0 on SIGTERM")
+    err = srv.stderr.read().decode()
+    lines = err.splitlines()
+    check(sum(l.startswith("connect 127.0.0.1:") for l in lines) == 2 and
+          sum(l.startswith("disconnect 127.0.0.1:") for l in lines) == 2,
+          "server logs connects and disconnects on stderr")
+
+
+def test_seed_python_client_and_raw_peers():
+    srv, port = start_server()
+    # The seed's client: send, then one recv(1024) per line.
+    c = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    for msg in ["hello", "World", "x" * 1000]:
+        c.send(msg.encode("utf-8"))
+        got = recv_exact(c, len(msg)).decode("utf-8")
+        check(got == msg.upper(), "seed client gets %r..." % got[:12])
+    # Every byte value: only a-z change.
+    allbytes = bytes(range(256)) + b"\0\r\r\n\xff\xfe"
+    c.sendall(allbytes)
+    check(recv_exact(c, len(allbytes)) == upper(allbytes),
+          "all 256 byte values come back with only a-z changed")
+    # A client that resets mid-stream does not disturb the others.
+    r = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    r.sendall(b"a" * 200000)
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    r.close()
+    c.sendall(b"still here")
+    check(recv_exact(c, 10) == b"STILL HERE", "others served after a reset")
+    # A client that never reads: the server keeps serving the others.
+    lazy = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    lazy.setblocking(False)
+    sent = 0
+    try:
+        for _ in range(2000):
+            sent += lazy.send(b"z" * 65536)
+    except BlockingIOError:
+        pass
+    c.sendall(b"ok")
+    check(recv_exact(c, 2) == b"OK" and sent > 0,
+          "others served while one client never reads")
+    lazy.close()
+    # SIGTERM with a client attached: exit 0, the client sees EOF.
+    check(stop(srv, signal.SIGINT) == 0, "server exits 0 on SIGINT")
+    try:
+        eof = c.recv(1) == b""
+    except ConnectionResetError:
+        eof = True
+    check(eof, "attached client sees the end of the stream")
+    c.close()
+    err = srv.stderr.read().decode()
+    check("reset 127.0.0.1:" in err, "server logs the reset on stderr")
+
+
+def seed_server(lsock, stop_after_accepts):
+    """The seed's server: one client at a time, recv(1024), upper."""
+    for _ in range(stop_after_accepts):
+        try:
+            c, _ = lsock.accept()
+        except OSError:
+            return
+        while True:
+            try:
+                msg = c.recv(1024).decode("utf-8")
+                if not msg:
+                    c.close()
+                    break
+                c.send(msg.upper().encode("utf-8"))
+            except BaseException:
+                c.close()
+                break
+
+
+def test_client_against_seed_server():
+    l = socket.socket()
+    l.bind(("127.0.0.1", 0))
+    l.listen(5)
+    port = l.getsockname()[1]
+    t = threading.Thread(target=seed_server, args=(l, 1), daemon=True)
+    t.start()
+    r = subprocess.run([CLIENT, "127.0.0.1:%d" % port],
+                       input=b"hello seed\n\nsecond line\n",
+                       capture_output=True, timeout=DEADLINE)
+    check(r.returncode == 0 and
+          r.stdout == b"HELLO SEED\nSECOND LINE\n",
+          "tcp_upper_client works against the seed's Python server")
+    t.join(DEADLINE)
+    l.close()
+
+
+def test_client_errors():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = subprocess.run([CLIENT, "127.0.0.1:%d" % port], input=b"x\n",
+                       capture_output=True, timeout=DEADLINE)
+    check(r.returncode == 1 and b"cannot connect" in r.stderr,
+          "client exits 1 with a message when the server is unreachable")
+    # A server that accepts and closes at once: the client notices.
+    l = socket.socket()
+    l.bind(("127.0.0.1", 0))
+    l.listen(5)
+    port = l.getsockname()[1]
+    def accept_and_close():
+        c, _ = l.accept()
+        c.close()
+    t = threading.Thread(target=accept_and_close, daemon=True)
+    t.start()
+    r = subprocess.run([CLIENT, "127.0.0.1:%d" % port], input=b"hello\n",
+                       capture_output=True, timeout=DEADLINE)
+    check(r.returncode == 1 and b"went away" in r.stderr,
+          "client exits 1 with a message when the server goes away")
+    t.join(DEADLINE)
+    l.close()
+
+
+def test_backlog_demo():
+    r = subprocess.run([DEMO, "--backlog", "2", "--clients", "6"],
+                       capture_output=True, timeout=DEADLINE)
+    out = r.stdout.decode()
+    queued = [l for l in out.splitlines() if "handshake complete" in l]
+    accepted = [l for l in out.splitlines() if l.startswith("accepted #")]
+    check(r.returncode == 0, "backlog_demo exits 0 by itself")
+    check(1 <= len(queued) <= 3 and len(accepted) == len(queued),
+          "backlog_demo: %d queued with backlog 2, all accepted later" %
+          len(queued))
+    check("not a limit on connections" in out,
+          "backlog_demo says what the backlog is not")
+
+
+for test in (test_bad_arguments, test_two_clients_at_once,
+             test_seed_python_client_and_raw_peers,
+             test_client_against_seed_server, test_client_errors,
+             test_backlog_demo):
+    test()
+print("%d failed" % len(failures))
+sys.exit(1 if failures else 0)
