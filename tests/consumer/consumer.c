@@ -12,6 +12,31 @@ static int fail(const char *what)
     return 1;
 }
 
+static void on_timer(nk_timer *timer, void *user)
+{
+    *(int *)user += 1;
+    nk_timer_stop(timer);
+}
+
+/* A loop that runs one timer and ends because nothing is left to wait for:
+ * the loop's eventfd, threads and clock work in this link mode. */
+static int run_loop(void)
+{
+    nk_loop *loop = NULL;
+    nk_timer *timer = NULL;
+    int fired = 0;
+
+    if (nk_loop_new(&loop) != 0)
+        return fail("nk_loop_new failed");
+    if (nk_timer_start(loop, 1, 0, on_timer, &fired, &timer) != 0)
+        return fail("nk_timer_start failed");
+    if (nk_loop_run(loop, NK_RUN_DEFAULT) != 0 || fired != 1)
+        return fail("the timer did not fire exactly once");
+    if (nk_loop_free(loop) != 0)
+        return fail("nk_loop_free failed");
+    return 0;
+}
+
 int main(void)
 {
     nk_addr addr;
@@ -28,6 +53,8 @@ int main(void)
         return fail("nk_addr_parse accepted a bad address");
     if (strcmp(nk_err_name(NK_EOF), "NK_EOF") != 0)
         return fail("nk_err_name(NK_EOF) is wrong");
+    if (run_loop() != 0)
+        return 1;
     printf("libnetkit %s\n", nk_version_string());
     return 0;
 }
