@@ -323,6 +323,96 @@ static void test_timer_started_after_long_wait_is_not_early(void **state)
     free_loop(loop);
 }
 
+/* Random starts, restarts and stops (fixed seed) leave the heap in
+ * order: every live timer fires once, in (deadline, start order). */
+#define MIX_N 20000
+
+struct mix {
+    nk_timer *t[MIX_N];
+    int fired_count[MIX_N];
+    uint64_t last_deadline;
+    uint64_t last_seq;
+    int fired;
+    int out_of_order;
+};
+
+static struct mix *mix;
+
+static void mix_cb(nk_timer *t, void *user)
+{
+    size_t i = (size_t)(uintptr_t)user;
+    if (mix->fired && (t->deadline < mix->last_deadline
+                       || (t->deadline == mix->last_deadline
+                           && t->seq < mix->last_seq)))
+        mix->out_of_order++;
+    mix->last_deadline = t->deadline;
+    mix->last_seq = t->seq;
+    mix->fired++;
+    mix->fired_count[i]++;
+}
+
+static bool mix_done(void *arg)
+{
+    return mix->fired >= *(int *)arg;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_random_restarts_and_stops_keep_heap_order(void **state)
+{
+    (void)state;
+    mix = calloc(1, sizeof *mix);
+    assert_non_null(mix);
+    nk_loop *loop = new_loop();
+    uint64_t rng = 12345;
+    for (size_t i = 0; i < MIX_N; i++)
+        assert_int_equal(nk_timer_start(loop, xorshift(&rng) % 100, 0, mix_cb,
+                                        (void *)(uintptr_t)i, &mix->t[i]),
+                         0);
+    for (size_t k = 0; k < 3 * MIX_N; k++) {
+        size_t i = xorshift(&rng) % MIX_N;
+        switch (xorshift(&rng) % 3) {
+        case 0:
+            if (mix->t[i])
+                assert_int_equal(nk_timer_restart(mix->t[i], xorshift(&rng) % 100, 0), 0);
+            break;
+        case 1:
+            nk_timer_stop(mix->t[i]);
+            mix->t[i] = NULL;
+            break;
+        default:
+            if (!mix->t[i])
+                assert_int_equal(nk_timer_start(loop, xorshift(&rng) % 100, 0,
+                                                mix_cb, (void *)(uintptr_t)i,
+                                                &mix->t[i]),
+                                 0);
+            break;
+        }
+    }
+    int live = 0;
+    for (size_t i = 0; i < MIX_N; i++)
+        live += mix->t[i] != NULL;
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, (size_t)live);
+    assert_int_equal(nkt_run_until(loop, mix_done, &live, 10000, 5000, NULL), 0);
+    assert_int_equal(mix->fired, live);
+    assert_int_equal(mix->out_of_order, 0);
+    for (size_t i = 0; i < MIX_N; i++) {
+        assert_int_equal(mix->fired_count[i], mix->t[i] ? 1 : 0);
+        nk_timer_stop(mix->t[i]);
+    }
+    free_loop(loop);
+    free(mix);
+    mix = NULL;
+}
+
 /* ---- main ---------------------------------------------------------- */
 
 int main(void)
@@ -334,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_timer_rearmed_at_zero_does_not_starve_io),
         cmocka_unit_test(test_timer_stops_another_due_in_same_iteration),
         cmocka_unit_test(test_timer_started_after_long_wait_is_not_early),
+        cmocka_unit_test(test_random_restarts_and_stops_keep_heap_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
