@@ -183,7 +183,10 @@ typedef struct nk_tcp_server_stats {
  *
  * Port 0 picks a free port: read it back with nk_tcp_server_port(). The
  * options are copied.
- * @param out Receives the server.
+ * @param loop The loop that accepts and runs the connections.
+ * @param addr The address to listen on.
+ * @param opts Options and callbacks (copied).
+ * @param out  Receives the server.
  * @return 0, NK_EINVAL (NULL, empty address, low watermark above the high
  * one, zero read_chunk), -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or
  * another -errno from socket/bind/listen.
@@ -196,24 +199,34 @@ NK_API int nk_tcp_server_start(nk_loop *loop, const nk_addr *addr,
  * @brief Stop listening, close every connection (each gets on_close with
  * reason 0, on the next iteration), and free the server afterwards.
  * Safe from any callback; NULL is ignored. @p srv is invalid afterwards.
+ * @param srv The server.
  */
 NK_API void nk_tcp_server_free(nk_tcp_server *srv);
 
 /** @brief Stop accepting (connections wait in the kernel's backlog).
+ * @param srv The server.
  * @return 0, NK_EINVAL, NK_ECLOSED. */
 NK_API int nk_tcp_server_pause(nk_tcp_server *srv);
 
 /** @brief Accept again after nk_tcp_server_pause() or `start_paused`.
+ * @param srv The server.
  * @return 0, NK_EINVAL, NK_ECLOSED, or a -errno from the loop. */
 NK_API int nk_tcp_server_resume(nk_tcp_server *srv);
 
-/** @brief The port listened on (the chosen one after port 0), or NK_EINVAL. */
+/** @brief The port listened on.
+ * @param srv The server.
+ * @return The port (the chosen one after port 0), or NK_EINVAL. */
 NK_API int nk_tcp_server_port(const nk_tcp_server *srv);
 
-/** @brief The address listened on. @return 0, NK_EINVAL. */
+/** @brief The address listened on.
+ * @param srv The server.
+ * @param out Receives the address.
+ * @return 0, NK_EINVAL. */
 NK_API int nk_tcp_server_addr(const nk_tcp_server *srv, nk_addr *out);
 
-/** @brief Copy the server's counters into @p out. */
+/** @brief Copy the server's counters into @p out.
+ * @param srv The server.
+ * @param out Receives the counters. */
 NK_API void nk_tcp_server_get_stats(const nk_tcp_server *srv,
                                     nk_tcp_server_stats *out);
 
@@ -222,6 +235,9 @@ NK_API void nk_tcp_server_get_stats(const nk_tcp_server *srv,
 /**
  * @brief Connect to @p addr on @p loop; `on_connect` reports the result
  * on a later iteration, never from inside this call.
+ * @param loop The loop.
+ * @param addr The address to connect to.
+ * @param opts Options and callbacks (copied).
  * @param out Receives the pending connect (may be NULL if not needed);
  * valid until on_connect returns or nk_tcp_client_cancel().
  * @return 0 (then on_connect is called exactly once), or NK_EINVAL (NULL,
@@ -234,7 +250,8 @@ NK_API int nk_tcp_client_connect(nk_loop *loop, const nk_addr *addr,
                                  nk_tcp_client **out);
 
 /** @brief Give up a pending connect; on_connect is not called. Safe from
- * any callback; NULL is ignored. */
+ * any callback; NULL is ignored.
+ * @param client The pending connect. */
 NK_API void nk_tcp_client_cancel(nk_tcp_client *client);
 
 /* ---- connection ---- */
@@ -245,6 +262,9 @@ NK_API void nk_tcp_client_cancel(nk_tcp_client *client);
  * Writes directly when nothing is queued; queues the rest; the loop sends
  * it in order. When this fails with a system error the connection is
  * closing and on_close will report the same code.
+ * @param conn The connection.
+ * @param data The bytes.
+ * @param len  How many.
  * @return 0; 1 when the queue is now above the high watermark (stop
  * producing until on_drain); NK_EINVAL; NK_ECLOSED (closed, closing, or
  * after nk_tcp_conn_shutdown()); -EPIPE or -ECONNRESET (the peer is gone);
@@ -257,6 +277,7 @@ NK_API int nk_tcp_conn_send(nk_tcp_conn *conn, const void *data, size_t len);
  * @brief Half-close: once the queue is sent, shut down the writing side
  * (the peer reads EOF) and keep reading. When both sides have finished the
  * connection closes with reason NK_EOF.
+ * @param conn The connection.
  * @return 0, NK_EINVAL, NK_ECLOSED.
  */
 NK_API int nk_tcp_conn_shutdown(nk_tcp_conn *conn);
@@ -267,43 +288,63 @@ NK_API int nk_tcp_conn_shutdown(nk_tcp_conn *conn);
  * closes (at most `linger_ms`), so the peer receives everything.
  * on_close follows with reason 0 (or the error that stopped the flush).
  * Safe from any callback; closing twice does nothing.
+ * @param conn The connection.
  */
 NK_API void nk_tcp_conn_close(nk_tcp_conn *conn);
 
 /**
  * @brief Abortive close: drop the queue and reset the connection (the peer
  * sees ECONNRESET). on_close follows with reason 0. Safe from any callback.
+ * @param conn The connection.
  */
 NK_API void nk_tcp_conn_abort(nk_tcp_conn *conn);
 
 /**
  * @brief Pause or resume reading (application flow control, independent
- * of the watermarks). @return 0, NK_EINVAL, NK_ECLOSED.
+ * of the watermarks).
+ * @param conn The connection.
+ * @param on   true to read, false to pause.
+ * @return 0, NK_EINVAL, NK_ECLOSED.
  */
 NK_API int nk_tcp_conn_set_reading(nk_tcp_conn *conn, bool on);
 
-/** @brief Set the user data passed to this connection's callbacks. */
+/** @brief Set the user data passed to this connection's callbacks.
+ * @param conn The connection.
+ * @param user The new user data. */
 NK_API void nk_tcp_conn_set_user(nk_tcp_conn *conn, void *user);
 
-/** @brief The connection's user data. */
+/** @brief The connection's user data.
+ * @param conn The connection.
+ * @return The user data last set. */
 NK_API void *nk_tcp_conn_user(const nk_tcp_conn *conn);
 
-/** @brief The peer's address. @return 0, NK_EINVAL, NK_ECLOSED, -errno
+/** @brief The peer's address.
+ * @param conn The connection.
+ * @param out  Receives the address.
+ * @return 0, NK_EINVAL, NK_ECLOSED, -errno
  * (-ENOTCONN after a reset). */
 NK_API int nk_tcp_conn_peer(const nk_tcp_conn *conn, nk_addr *out);
 
-/** @brief The local address. @return 0, NK_EINVAL, NK_ECLOSED, -errno. */
+/** @brief The local address.
+ * @param conn The connection.
+ * @param out  Receives the address.
+ * @return 0, NK_EINVAL, NK_ECLOSED, -errno. */
 NK_API int nk_tcp_conn_local(const nk_tcp_conn *conn, nk_addr *out);
 
-/** @brief Copy the connection's counters into @p out. */
+/** @brief Copy the connection's counters into @p out.
+ * @param conn The connection.
+ * @param out  Receives the counters. */
 NK_API void nk_tcp_conn_get_stats(const nk_tcp_conn *conn,
                                   nk_tcp_conn_stats *out);
 
-/** @brief The socket (for options; do not read, write or close it), or
- * NK_ECLOSED. */
+/** @brief The socket, for options: do not read, write or close it.
+ * @param conn The connection.
+ * @return The fd, or NK_ECLOSED. */
 NK_API int nk_tcp_conn_fd(const nk_tcp_conn *conn);
 
-/** @brief The loop the connection runs on. */
+/** @brief The loop the connection runs on.
+ * @param conn The connection.
+ * @return The loop. */
 NK_API nk_loop *nk_tcp_conn_loop(const nk_tcp_conn *conn);
 
 /* ---- blocking client ---- */
@@ -313,6 +354,10 @@ NK_API nk_loop *nk_tcp_conn_loop(const nk_tcp_conn *conn);
  *
  * Blocking calls for simple programs; no loop needed. Each call retries
  * EINTR against a deadline on the monotonic clock. Not for loop callbacks.
+ * @param addr       The address to connect to.
+ * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
+ * @param out        Receives the connection (close it with
+ *                   nk_tcp_sync_close()).
  * @return 0, NK_EINVAL, -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, -EMFILE,
  * -ENOMEM, or another -errno.
  */
@@ -320,6 +365,10 @@ NK_API int nk_tcp_sync_connect(const nk_addr *addr, int timeout_ms,
                                nk_tcp_sync **out);
 
 /** @brief Send all @p len bytes within @p timeout_ms in total.
+ * @param s          The connection.
+ * @param buf        The bytes.
+ * @param len        How many.
+ * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
  * @return 0, -ETIMEDOUT, -EPIPE, -ECONNRESET, NK_EINVAL, -errno. SIGPIPE
  * is never raised. */
 NK_API int nk_tcp_sync_send_all(nk_tcp_sync *s, const void *buf, size_t len,
@@ -327,11 +376,19 @@ NK_API int nk_tcp_sync_send_all(nk_tcp_sync *s, const void *buf, size_t len,
 
 /** @brief Receive what is available (at least 1 byte, at most @p cap,
  * clamped to INT_MAX), waiting at most @p timeout_ms.
+ * @param s          The connection.
+ * @param buf        Receives the bytes.
+ * @param cap        Size of @p buf.
+ * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
  * @return Bytes received (> 0), NK_EOF, -ETIMEDOUT, -ECONNRESET, NK_EINVAL. */
 NK_API int nk_tcp_sync_recv(nk_tcp_sync *s, void *buf, size_t cap,
                             int timeout_ms);
 
 /** @brief Receive exactly @p len bytes within @p timeout_ms in total.
+ * @param s          The connection.
+ * @param buf        Receives the bytes.
+ * @param len        How many.
+ * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
  * @return 0, NK_EOF (closed before the first byte), NK_EMIDFRAME (closed
  * after some), -ETIMEDOUT, -ECONNRESET, NK_EINVAL. */
 NK_API int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
@@ -342,6 +399,10 @@ NK_API int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
  * a NUL-terminated string, within @p timeout_ms.
  * A partial line stays buffered across a timeout, and bytes after the
  * line are kept for the next call (recv and recv_exact return them first).
+ * @param s          The connection.
+ * @param buf        Receives the line and a NUL.
+ * @param cap        Size of @p buf.
+ * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
  * @return Its length; NK_ELINE_TOO_LONG (the line does not fit in @p cap - 1
  * bytes; it stays buffered, so a larger buffer can still take it), NK_EOF,
  * NK_EMIDFRAME (EOF after a partial line), -ETIMEDOUT, -ECONNRESET,
@@ -351,13 +412,17 @@ NK_API int nk_tcp_sync_recv_line(nk_tcp_sync *s, char *buf, size_t cap,
                                  int timeout_ms);
 
 /** @brief Shut down the writing side (the peer reads EOF).
+ * @param s The connection.
  * @return 0, NK_EINVAL, -errno. */
 NK_API int nk_tcp_sync_shutdown(nk_tcp_sync *s);
 
-/** @brief The socket, or NK_EINVAL. */
+/** @brief The socket.
+ * @param s The connection.
+ * @return The fd, or NK_EINVAL. */
 NK_API int nk_tcp_sync_fd(const nk_tcp_sync *s);
 
-/** @brief Close and free. NULL is ignored. */
+/** @brief Close and free. NULL is ignored.
+ * @param s The connection. */
 NK_API void nk_tcp_sync_close(nk_tcp_sync *s);
 
 #ifdef __cplusplus
