@@ -6,7 +6,7 @@
  * An endpoint is one datagram socket, bound (nk_udp_endpoint_bind(), port 0
  * allowed) or connected to one peer (nk_udp_endpoint_connect()). IPv4 and
  * IPv6: an endpoint bound to `[::]` is dual-stack, and IPv4 senders reaching
- * it are reported as plain IPv4 addresses (`::ffff:1.2.3.4` becomes
+ * it are reported as plain IPv4 addresses (<tt>\::ffff:1.2.3.4</tt> becomes
  * `1.2.3.4`), so one host has one address whichever way it came.
  *
  * On a loop, the receive callback runs once per datagram. The endpoint
@@ -174,6 +174,12 @@ NK_API int nk_udp_endpoint_bind(nk_loop *loop, const nk_addr *bind_addr,
  * of the peer's family, sending to @p peer by default and receiving only
  * from it. An ICMP "port unreachable" comes back as -ECONNREFUSED (error
  * event, or from nk_udp_endpoint_recv() and the next send).
+ * @param loop The loop, or NULL for blocking use only.
+ * @param peer The peer's address.
+ * @param opts Options (copied), NULL for the defaults.
+ * @param cb   Receive callback, or NULL.
+ * @param user Passed to @p cb.
+ * @param out  Receives the endpoint.
  * @return As nk_udp_endpoint_bind(), plus -ENETUNREACH and similar from
  * connect().
  */
@@ -186,11 +192,15 @@ NK_API int nk_udp_endpoint_connect(nk_loop *loop, const nk_addr *peer,
  * @brief Close the socket and free the endpoint. Safe from any callback,
  * the endpoint's own included (it is then freed after the callback
  * returns); no callback runs afterwards. NULL is ignored.
+ * @param ep The endpoint.
  */
 NK_API void nk_udp_endpoint_close(nk_udp_endpoint *ep);
 
 /**
  * @brief Send one datagram now (the system copies it before returning).
+ * @param ep   The endpoint.
+ * @param data The datagram's bytes.
+ * @param len  Its length (0 sends an empty datagram).
  * @param to Destination; NULL on a connected endpoint. An IPv4 address is
  *           mapped for a dual-stack IPv6 endpoint.
  * @return @p len, or: -EMSGSIZE (larger than the family allows, e.g.
@@ -214,6 +224,9 @@ NK_API int nk_udp_endpoint_send_to(nk_udp_endpoint *ep, const void *data,
  * fails is reported in its `result` and counted, never silently lost. A
  * refusal left over from an earlier datagram (-ECONNREFUSED from a late
  * ICMP error) is retried once, since it concerns another destination.
+ * @param ep    The endpoint.
+ * @param msgs  The datagrams; each one's `result` is set.
+ * @param count How many.
  * @return The number of datagrams sent (result >= 0), or NK_EINVAL /
  * NK_ECLOSED (then no result is set). Never blocks.
  */
@@ -224,7 +237,9 @@ NK_API int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
  * @brief Receive one datagram, waiting up to @p timeout_ms (-1: forever,
  * 0: do not wait). Works with or without a loop; on a loop, datagrams
  * taken here are not given to the callback.
- * @param buf,len  Where to store it.
+ * @param ep         The endpoint.
+ * @param buf,len    Where to store it.
+ * @param timeout_ms The longest wait in milliseconds (-1: forever, 0: none).
  * @param from     Receives the sender (normalized), or NULL.
  * @param info     Receives sizes and the truncated flag, or NULL.
  * @return Bytes stored (0 for an empty datagram), or NK_ETRUNC (the
@@ -240,18 +255,24 @@ NK_API int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
 /**
  * @brief Pause (false) or resume (true) delivery to the receive callback.
  * Datagrams wait in the socket's buffer meanwhile. Safe from callbacks.
+ * @param ep The endpoint.
+ * @param on true to deliver, false to pause.
  * @return 0, NK_EINVAL (no loop or callback), NK_ECLOSED.
  */
 NK_API int nk_udp_endpoint_set_receiving(nk_udp_endpoint *ep, bool on);
 
 /**
  * @brief The local address (with the port the system chose).
+ * @param ep  The endpoint.
+ * @param out Receives the address.
  * @return 0, NK_EINVAL, or a -errno.
  */
 NK_API int nk_udp_endpoint_local_addr(const nk_udp_endpoint *ep, nk_addr *out);
 
 /**
  * @brief The connected peer's address.
+ * @param ep  The endpoint.
+ * @param out Receives the address.
  * @return 0, NK_EINVAL (NULL, or the endpoint is not connected).
  */
 NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
@@ -259,19 +280,33 @@ NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
 /**
  * @brief The socket, for options the library does not wrap. Do not close
  * it or read from it while a loop delivers its datagrams.
+ * @param ep The endpoint.
+ * @return The fd, owned by the endpoint.
  */
 NK_API int nk_udp_endpoint_fd(const nk_udp_endpoint *ep);
 
-/** @brief The loop given at creation, or NULL. */
+/**
+ * @brief The endpoint's loop.
+ * @param ep The endpoint.
+ * @return The loop given at creation, or NULL.
+ */
 NK_API nk_loop *nk_udp_endpoint_loop(const nk_udp_endpoint *ep);
 
-/** @brief Fill @p out with the endpoint's counters. */
+/**
+ * @brief Fill @p out with the endpoint's counters.
+ * @param ep  The endpoint.
+ * @param out Receives the counters.
+ */
 NK_API void nk_udp_endpoint_get_stats(const nk_udp_endpoint *ep,
                                       nk_udp_endpoint_stats *out);
 
 /**
  * @brief Join (@p join true) or leave a multicast group on the default
  * interface (@p ifindex 0) or a given one.
+ * @param ep      The endpoint.
+ * @param group   The multicast group's address.
+ * @param ifindex The interface index, 0 for the default.
+ * @param join    true to join, false to leave.
  * @return 0, NK_EINVAL (not a multicast address, or family differs from
  * the endpoint's), or a -errno from setsockopt().
  */
