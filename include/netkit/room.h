@@ -211,6 +211,8 @@ typedef struct nk_udp_room_member_info {
 /**
  * @brief Open a room bound to @p bind_addr (port 0 allowed; read it back
  * with nk_udp_room_local_addr()). An IPv6 wildcard is dual-stack.
+ * @param loop      The loop the room runs on.
+ * @param bind_addr The local address.
  * @param opts  Options (copied), NULL for the defaults.
  * @param hooks Hooks (copied), NULL for none.
  * @param user  Passed to the hooks.
@@ -227,18 +229,31 @@ NK_API int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
  * @brief Close the room and free it. Safe from any hook (the room is freed
  * when the hook returns; nothing more is relayed). No on_leave is called
  * for the members still in the room. NULL is ignored.
+ * @param room The room.
  */
 NK_API void nk_udp_room_close(nk_udp_room *room);
 
-/** @brief The room's local address. @return 0, NK_EINVAL, or a -errno. */
+/**
+ * @brief The room's local address.
+ * @param room The room.
+ * @param out  Receives the address.
+ * @return 0, NK_EINVAL, or a -errno.
+ */
 NK_API int nk_udp_room_local_addr(const nk_udp_room *room, nk_addr *out);
 
-/** @brief Fill @p out with the room's counters. */
+/**
+ * @brief Fill @p out with the room's counters.
+ * @param room The room.
+ * @param out  Receives the counters.
+ */
 NK_API void nk_udp_room_get_stats(const nk_udp_room *room,
                                   nk_udp_room_stats *out);
 
 /**
  * @brief What the room knows of @p member.
+ * @param room   The room.
+ * @param member The member's address.
+ * @param out    Receives what the room knows.
  * @return 0, or NK_EINVAL (NULL, or not a member).
  */
 NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
@@ -246,7 +261,10 @@ NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
 
 /**
  * @brief Remove a member (on_leave with NK_ROOM_LEAVE_REMOVED). Safe from
- * hooks. @return 0, or NK_EINVAL (not a member).
+ * hooks.
+ * @param room   The room.
+ * @param member The member's address.
+ * @return 0, or NK_EINVAL (not a member).
  */
 NK_API int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member);
 
@@ -259,6 +277,8 @@ NK_API int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member);
  * @brief Write a join datagram: a room makes its sender a member without
  * relaying it, and in validated mode answers with its challenge (the
  * datagram is large enough to pay for it). Optional in an open room.
+ * @param buf  Receives the datagram.
+ * @param size Size of @p buf: at least NK_ROOM_HELLO_LEN.
  * @return NK_ROOM_HELLO_LEN, or NK_ENOSPACE / NK_EINVAL.
  */
 NK_API int nk_udp_room_client_hello(void *buf, size_t size);
@@ -270,6 +290,10 @@ NK_API int nk_udp_room_client_hello(void *buf, size_t size);
  * Call it on each datagram from the room; when it returns a positive
  * length, send @p reply (that many bytes) to the room and do not show the
  * datagram to the user. Pure: no I/O, safe from any thread.
+ * @param data       A datagram received from the room.
+ * @param len        Its length.
+ * @param reply      Receives the answer.
+ * @param reply_size Size of @p reply.
  * @return The answer's length (> 0) for a challenge, 0 for an ordinary
  * message, NK_ENOSPACE if @p reply_size is below NK_ROOM_COOKIE_MSG_LEN,
  * NK_EINVAL for NULL.
