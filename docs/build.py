@@ -5,8 +5,9 @@
       Runs doxygen over DIR (HTML and man pages into OUT) and fails when:
       doxygen warns (undocumented type, macro, function, parameter or return
       value; malformed comment), a header has no @file comment (doxygen
-      silently skips the members of an undocumented file), or an NK_API
-      function got no page of its own.
+      silently skips the members of an undocumented file), an NK_API
+      function got no page of its own, or docs/mainpage.md does not list a
+      header.
   build.py selftest --doxygen D --doxyfile F --output OUT
       Shows that each of those faults, planted in a small header tree, fails
       the build, and that a fully documented tree passes.
@@ -26,7 +27,8 @@ import test_api  # noqa: E402  (the NK_API declarations of the headers)
 _FILE_CMD = re.compile(r'/\*\*.*?[@\\]file\b', re.S)
 
 
-def build(doxygen, doxyfile, include_dir, output, quiet=False):
+def build(doxygen, doxyfile, include_dir, output, quiet=False,
+          mainpage=os.path.join(HERE, 'mainpage.md')):
     """Return the list of problems (empty when the reference is complete)."""
     include_dir = os.path.abspath(include_dir)
     os.makedirs(output, exist_ok=True)
@@ -38,15 +40,23 @@ def build(doxygen, doxyfile, include_dir, output, quiet=False):
                                 'would skip its undocumented members'
                                 % os.path.relpath(path, include_dir))
 
+    # The main page lists the headers: a new one needs its line there.
+    with open(mainpage, encoding='utf-8') as f:
+        listed = f.read()
+    for path in test_api.headers(os.path.join(include_dir, 'netkit')):
+        rel = os.path.relpath(path, include_dir).replace(os.sep, '/')
+        if rel not in listed and rel != 'netkit/export.h':
+            problems.append('%s is not listed in docs/mainpage.md' % rel)
+
     with open(doxyfile, encoding='utf-8') as f:
         config = f.read()
     log = os.path.join(output, 'warnings.log')
     # Later assignments win: point the configuration at this tree.
     config += '\n'.join([
         '',
-        'INPUT = "%s" "%s"' % (os.path.join(HERE, 'mainpage.md'), include_dir),
-        'USE_MDFILE_AS_MAINPAGE = "%s"' % os.path.join(HERE, 'mainpage.md'),
-        'STRIP_FROM_PATH = "%s" "%s"' % (include_dir, HERE),
+        'INPUT = "%s" "%s"' % (mainpage, include_dir),
+        'USE_MDFILE_AS_MAINPAGE = "%s"' % mainpage,
+        'STRIP_FROM_PATH = "%s" "%s"' % (include_dir, os.path.dirname(mainpage)),
         'STRIP_FROM_INC_PATH = "%s"' % include_dir,
         'INCLUDE_PATH = "%s"' % include_dir,
         'OUTPUT_DIRECTORY = "%s"' % os.path.abspath(output),
@@ -104,6 +114,8 @@ FAULTS = {
                                   '/** @brief No return. @param a A. */\n'
                                   'NK_API int nk_noret(int a);\n', 'nk_noret'),
     'undocumented macro': ('netkit/good.h', GOOD + '#define NK_BARE 2\n', 'NK_BARE'),
+    'header missing from the main page': ('netkit/unlisted.h', GOOD.replace(
+        'good', 'unlisted').replace('GOOD', 'UNLISTED'), 'unlisted.h'),
     'header without @file': ('netkit/nofile.h', '/* plain */\n#include "netkit/export.h"\n'
                              '/** @brief Doc. @param x X. @return 0. */\n'
                              'NK_API int nk_nofile(int x);\n', 'nofile.h'),
@@ -123,8 +135,12 @@ def selftest(a):
                     f.write(text)
             return inc, os.path.join(tmp, name, 'out')
 
+        mainpage = os.path.join(tmp, 'mainpage.md')
+        with open(mainpage, 'w', encoding='utf-8') as f:
+            f.write('# Test {#mainpage}\n\nnetkit/good.h netkit/nofile.h\n')
         inc, out = tree('good')
-        problems = build(a.doxygen, a.doxyfile, inc, out, quiet=True)
+        problems = build(a.doxygen, a.doxyfile, inc, out, quiet=True,
+                         mainpage=mainpage)
         if problems:
             print('not ok - a documented tree passes:\n' + '\n'.join(problems))
             failed += 1
@@ -132,7 +148,8 @@ def selftest(a):
             print('ok - a documented tree passes')
         for i, (what, (rel, text, needle)) in enumerate(sorted(FAULTS.items())):
             inc, out = tree('fault%d' % i, (rel, text))
-            problems = build(a.doxygen, a.doxyfile, inc, out, quiet=True)
+            problems = build(a.doxygen, a.doxyfile, inc, out, quiet=True,
+                             mainpage=mainpage)
             if problems and needle in '\n'.join(problems):
                 print('ok - %s fails the docs build' % what)
             else:
