@@ -701,6 +701,236 @@ static void test_emfile_sheds_pending_without_spin_then_recovers(void **state)
     assert_int_equal(nkt_child(emfile_child, NULL, NULL, true, 15000), 0);
 }
 
+static void test_echo_over_ipv6_loopback(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    assert_int_equal(nk_loop_new(&st.loop), 0);
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("[::1]:0", &a), 0);
+    int r = nk_tcp_server_start(st.loop, &a, &o, &st.srv);
+    if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+        nk_loop_free(st.loop);
+        print_message("skipped: no IPv6 loopback (%s)\n", nk_strerror(r));
+        skip();
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(nk_tcp_server_addr(st.srv, &st.addr), 0);
+    assert_int_equal(nk_addr_family(&st.addr), AF_INET6);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    assert_int_equal(nkt_send_all(fd, "six", 3), 0);
+    char b[3];
+    int got = -ETIMEDOUT;
+    for (int i = 0; i < 1000 && got == -ETIMEDOUT; i++) {
+        nk_loop_run(st.loop, NK_RUN_ONCE);
+        got = nkt_read_some(fd, b, 3, 0);
+    }
+    assert_int_equal(got, 3);
+    assert_memory_equal(b, "six", 3);
+    run_until_count(st.loop, &st.opens, 1, 1000);
+    nk_addr peer;
+    assert_int_equal(nk_tcp_conn_peer(st.last_conn, &peer), 0);
+    assert_int_equal(nk_addr_family(&peer), AF_INET6);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    srv_finish(&st);
+}
+
+static void test_reuseport_lets_two_servers_share_a_port(void **state)
+{
+    (void)state;
+    nk_loop *loop;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    o.reuseport = true;
+    nk_tcp_server *s1, *s2;
+    assert_int_equal(nk_tcp_server_start(loop, &a, &o, &s1), 0);
+    nk_addr_set_port(&a, nk_tcp_server_port(s1));
+    assert_int_equal(nk_tcp_server_start(loop, &a, &o, &s2), 0);
+    assert_int_equal(nk_tcp_server_port(s2), nk_tcp_server_port(s1));
+    nk_tcp_server_free(s1);
+    nk_tcp_server_free(s2);
+    assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+/* Graceful close when the peer never closes its side: linger_ms bounds
+ * the wait; the reply was still delivered. */
+static void lg_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    (void)d;
+    (void)n;
+    st->datas++;
+    assert_int_equal(nk_tcp_conn_send(c, "bye", 3), 0);
+    nk_tcp_conn_close(c);
+}
+
+static void test_graceful_close_linger_bounds_a_silent_peer(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.on_data = lg_data;
+    o.conn.linger_ms = 100;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_int_equal(nkt_send_all(fd, "x", 1), 0);
+    uint64_t t0 = nkt_now_ms();
+    run_until_count(st.loop, &st.datas, 1, 5000);
+    char b[3];
+    assert_int_equal(nkt_read_exact(fd, b, 3, 2000), 0);
+    assert_memory_equal(b, "bye", 3);
+    assert_int_equal(nkt_expect_eof(fd, 2000), 0); /* our FIN came at once */
+    assert_int_equal(st.closes, 0); /* still draining the peer's side */
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_true(nkt_now_ms() - t0 >= 100);
+    assert_int_equal(st.reasons[0], 0);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* B12: a paused listener with backlog 5 and 50 connects with a 300 ms
+ * timeout: a few handshakes complete, the rest time out, none hangs, and
+ * after resuming every completed one is served. */
+struct flood {
+    int finished, ok, timed_out, other, served;
+    nk_tcp_conn *conns[50];
+};
+
+static void fl_connect(nk_tcp_client *cl, nk_tcp_conn *conn, int status,
+                       void *user)
+{
+    (void)cl;
+    struct flood *f = user;
+    f->finished++;
+    if (status == 0) {
+        f->conns[f->ok++] = conn;
+        nk_tcp_conn_set_user(conn, f);
+        assert_int_equal(nk_tcp_conn_send(conn, "q", 1), 0);
+    } else if (status == -ETIMEDOUT) {
+        f->timed_out++;
+    } else {
+        f->other++;
+    }
+}
+
+static void fl_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct flood *f = user;
+    (void)d;
+    f->served += (int)n;
+    nk_tcp_conn_close(c);
+}
+
+static void test_flood_beyond_backlog_times_out_rest_then_serves(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.backlog = 5;
+    o.start_paused = true;
+    srv_start(&st, &o);
+    struct flood f = {0};
+    nk_tcp_client_opts co = NK_TCP_CLIENT_OPTS_INIT;
+    co.connect_timeout_ms = 300;
+    co.on_connect = fl_connect;
+    co.conn.on_data = fl_data;
+    co.conn.user = &f;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(nk_tcp_client_connect(st.loop, &st.addr, &co, NULL),
+                         0);
+    run_until_count(st.loop, &f.finished, 50, 5000);
+    print_message("backlog 5: %d handshakes, %d timed out\n", f.ok,
+                  f.timed_out);
+    assert_true(f.ok >= 1 && f.ok <= 6);
+    assert_int_equal(f.ok + f.timed_out, 50);
+    assert_int_equal(st.opens, 0);
+    assert_int_equal(nk_tcp_server_resume(st.srv), 0);
+    run_until_count(st.loop, &f.served, f.ok, 5000);
+    assert_int_equal(st.opens, f.ok);
+    run_until_count(st.loop, &st.closes, f.ok, 5000);
+    srv_finish(&st);
+}
+
+/* Application flow control: no data while reading is off. */
+static void test_set_reading_pauses_and_resumes_delivery(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *c = st.last_conn;
+    assert_int_equal(nk_tcp_conn_set_reading(c, false), 0);
+    assert_int_equal(nkt_send_all(fd, "wait", 4), 0);
+    for (int i = 0; i < 20; i++)
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    assert_int_equal(st.datas, 0);
+    assert_int_equal(nk_tcp_conn_set_reading(c, true), 0);
+    run_until_count(st.loop, &st.datas, 1, 5000);
+    assert_int_equal(st.bytes, 4);
+    assert_int_equal(nk_tcp_conn_set_reading(NULL, true), NK_EINVAL);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    srv_finish(&st);
+}
+
+/* B11: 200 idle clients all time out while a busy one is served. */
+static void test_many_idle_clients_time_out_busy_one_served(void **state)
+{
+    (void)state;
+    if (!raise_nofile(2 * 201 + 64)) {
+        print_message("skipped: RLIMIT_NOFILE too low\n");
+        skip();
+    }
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.idle_timeout_ms = 100;
+    o.on_open = NULL;
+    srv_start(&st, &o);
+    int idle[200];
+    for (int i = 0; i < 200; i++) {
+        idle[i] = nkt_tcp_connect(&st.addr);
+        assert_true(idle[i] >= 0);
+        if (i % 2) /* half of them start a line and stall (slowloris) */
+            assert_int_equal(nkt_send_all(idle[i], "G", 1), 0);
+    }
+    int busy = nkt_tcp_connect(&st.addr);
+    uint64_t t0 = nkt_now_ms();
+    int pongs = 0;
+    while (st.closes < 200 && nkt_now_ms() - t0 < 5000) {
+        char b[4];
+        assert_int_equal(nkt_send_all(busy, "ping", 4), 0);
+        int r;
+        while ((r = nkt_read_some(busy, b, 4, 0)) == -ETIMEDOUT)
+            nk_loop_run(st.loop, NK_RUN_ONCE);
+        assert_int_equal(r, 4);
+        pongs++;
+    }
+    assert_int_equal(st.closes, 200);
+    for (int i = 0; i < 200; i++) {
+        char g;
+        if (i % 2) /* the echo of the stalled line's first byte */
+            assert_int_equal(nkt_read_exact(idle[i], &g, 1, 1000), 0);
+        int r = nkt_expect_eof(idle[i], 1000);
+        assert_true(r == 0 || r == -ECONNRESET);
+        close(idle[i]);
+    }
+    nk_tcp_server_stats s = srv_stats(&st);
+    assert_int_equal(s.closed_timeout, 200);
+    assert_int_equal(s.active, 1);
+    assert_true(pongs > 1);
+    close(busy);
+    run_until_count(st.loop, &st.closes, 201, 5000);
+    srv_finish(&st);
+}
+
 int main(void)
 {
     nkt_alloc_install();
@@ -724,6 +954,12 @@ int main(void)
         cmocka_unit_test(test_server_free_from_callback_closes_all),
         cmocka_unit_test(test_idle_connection_costs_at_most_256_bytes),
         cmocka_unit_test(test_emfile_sheds_pending_without_spin_then_recovers),
+        cmocka_unit_test(test_echo_over_ipv6_loopback),
+        cmocka_unit_test(test_reuseport_lets_two_servers_share_a_port),
+        cmocka_unit_test(test_graceful_close_linger_bounds_a_silent_peer),
+        cmocka_unit_test(test_flood_beyond_backlog_times_out_rest_then_serves),
+        cmocka_unit_test(test_set_reading_pauses_and_resumes_delivery),
+        cmocka_unit_test(test_many_idle_clients_time_out_busy_one_served),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
