@@ -931,6 +931,107 @@ static void test_many_idle_clients_time_out_busy_one_served(void **state)
     srv_finish(&st);
 }
 
+/* A8 over a real socket: 300 messages of 0..2999 bytes, written in random
+ * pieces and read 1000 bytes at a time, come out whole and in order. */
+struct seq {
+    nk_frame_kind kind;
+    int next, bad;
+};
+
+static size_t seq_len(int i)
+{
+    return (size_t)((i * 977) % 3000);
+}
+
+static uint8_t seq_byte(int i, size_t k)
+{
+    return (uint8_t)('a' + (size_t)(i * 7 + (int)k) % 26);
+}
+
+static size_t seq_encode(nk_frame_kind kind, int i, uint8_t *out)
+{
+    size_t n = seq_len(i), at = 0;
+    if (kind == NK_FRAME_LENGTH32) {
+        nk_frame_length32_prefix(n, out);
+        at = 4;
+    }
+    for (size_t k = 0; k < n; k++)
+        out[at++] = seq_byte(i, k);
+    if (kind == NK_FRAME_LINE) {
+        if (i % 3 == 0)
+            out[at++] = '\r';
+        out[at++] = '\n';
+    }
+    return at;
+}
+
+static void seq_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    (void)c;
+    struct srv_state *st = user;
+    struct seq *q = (struct seq *)st->last_conn;
+    const uint8_t *p = d;
+    if (n != seq_len(q->next))
+        q->bad++;
+    else
+        for (size_t k = 0; k < n; k++)
+            if (p[k] != seq_byte(q->next, k)) {
+                q->bad++;
+                break;
+            }
+    q->next++;
+}
+
+static void framed_random_splits(nk_frame_kind kind)
+{
+    enum { N = 300 };
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.on_open = NULL;
+    o.read_chunk = 1000;
+    o.conn.on_data = seq_data;
+    o.conn.frame.kind = kind;
+    o.conn.frame.max_line = 3000;
+    o.conn.frame.max_frame = 3000;
+    struct seq q = {.kind = kind};
+    st.last_conn = (nk_tcp_conn *)&q;
+    srv_start(&st, &o);
+    static uint8_t stream[N * 3006];
+    size_t len = 0;
+    for (int i = 0; i < N; i++)
+        len += seq_encode(kind, i, stream + len);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    uint64_t x = 12345;
+    for (size_t at = 0; at < len;) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        size_t n = 1 + (size_t)(x >> 33) % 5000;
+        if (n > len - at)
+            n = len - at;
+        assert_int_equal(nkt_send_all(fd, stream + at, n), 0);
+        at += n;
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(q.next, N);
+    assert_int_equal(q.bad, 0);
+    assert_int_equal(st.reasons[0], NK_EOF);
+    srv_finish(&st);
+}
+
+static void test_length32_random_splits_over_socket(void **state)
+{
+    (void)state;
+    framed_random_splits(NK_FRAME_LENGTH32);
+}
+
+static void test_lines_random_splits_over_socket(void **state)
+{
+    (void)state;
+    framed_random_splits(NK_FRAME_LINE);
+}
+
 int main(void)
 {
     nkt_alloc_install();
@@ -949,6 +1050,8 @@ int main(void)
         cmocka_unit_test(test_line_framing_over_socket),
         cmocka_unit_test(test_line_too_long_closes_with_reason),
         cmocka_unit_test(test_length32_framing_and_errors_over_socket),
+        cmocka_unit_test(test_length32_random_splits_over_socket),
+        cmocka_unit_test(test_lines_random_splits_over_socket),
         cmocka_unit_test(test_graceful_close_with_unread_input_delivers_reply),
         cmocka_unit_test(test_close_own_and_other_from_callback),
         cmocka_unit_test(test_server_free_from_callback_closes_all),
