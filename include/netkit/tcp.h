@@ -33,7 +33,8 @@
  * | -ETIMEDOUT             | idle timeout                                      |
  * | NK_ELINE_TOO_LONG      | line decoder: line over `max_line`                |
  * | NK_EFRAME_TOO_LARGE    | length decoder: prefix over `max_frame`           |
- * | NK_EMIDFRAME           | the peer closed in the middle of a message        |
+ * | NK_EMIDFRAME           | the peer closed in the middle of a message (a     |
+ * |                        | last line without "\n" included: not delivered)   |
  * | NK_EQUEUE_FULL         | a send would pass the hard cap `max_queue`        |
  * | other negative codes   | a system error (-ENOMEM while queueing, ...)      |
  */
@@ -301,7 +302,8 @@ NK_API void nk_tcp_conn_abort(nk_tcp_conn *conn);
 
 /**
  * @brief Pause or resume reading (application flow control, independent
- * of the watermarks).
+ * of the watermarks). Messages already read when reading is paused from
+ * inside on_data are still delivered.
  * @param conn The connection.
  * @param on   true to read, false to pause.
  * @return 0, NK_EINVAL, NK_ECLOSED.
