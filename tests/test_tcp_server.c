@@ -12,6 +12,7 @@
 
 static void echo_clients(int n, size_t bytes)
 {
+    int fds_before = nkt_fd_count();
     struct srv_state st = {0};
     nk_tcp_server_opts o = echo_opts(&st);
     srv_start(&st, &o);
@@ -35,8 +36,10 @@ static void echo_clients(int n, size_t bytes)
     assert_int_equal(s.active, 0);
     assert_int_equal(s.closed_reset + s.closed_other, 0);
     assert_int_equal(st.bytes, (size_t)n * bytes);
+    assert_int_equal(st.unbalanced, 0); /* bytes_in == bytes_out each */
     free(cs);
     srv_finish(&st);
+    assert_int_equal(nkt_fd_count(), fds_before);
 }
 
 static void test_echo_byte_exact_1_client(void **state)
@@ -1032,6 +1035,36 @@ static void test_lines_random_splits_over_socket(void **state)
     framed_random_splits(NK_FRAME_LINE);
 }
 
+/* A4: a valid but large announced frame costs only what has arrived. */
+static void test_partial_large_frame_allocates_only_what_arrived(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.frame.kind = NK_FRAME_LENGTH32;
+    o.conn.frame.max_frame = 64u << 20;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    size_t before = nkt_alloc_live_bytes();
+    uint8_t msg[14];
+    nk_frame_length32_prefix(60u << 20, msg); /* announces 60 MiB */
+    memset(msg + 4, 'p', 10);
+    assert_int_equal(nkt_send_all(fd, msg, sizeof msg), 0);
+    nk_tcp_conn_stats cs = {0};
+    for (int i = 0; i < 1000 && cs.buffered < sizeof msg; i++) {
+        nk_loop_run(st.loop, NK_RUN_ONCE);
+        nk_tcp_conn_get_stats(st.last_conn, &cs);
+    }
+    assert_int_equal(cs.buffered, sizeof msg);
+    assert_true(nkt_alloc_live_bytes() - before <= 1024);
+    assert_int_equal(st.datas, 0);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], NK_EMIDFRAME);
+    srv_finish(&st);
+}
+
 int main(void)
 {
     nkt_alloc_install();
@@ -1051,6 +1084,7 @@ int main(void)
         cmocka_unit_test(test_line_too_long_closes_with_reason),
         cmocka_unit_test(test_length32_framing_and_errors_over_socket),
         cmocka_unit_test(test_length32_random_splits_over_socket),
+        cmocka_unit_test(test_partial_large_frame_allocates_only_what_arrived),
         cmocka_unit_test(test_lines_random_splits_over_socket),
         cmocka_unit_test(test_graceful_close_with_unread_input_delivers_reply),
         cmocka_unit_test(test_close_own_and_other_from_callback),

@@ -38,6 +38,7 @@ struct srv_state {
     bool echo;       /* on_data echoes */
     size_t bytes;    /* bytes delivered to on_data */
     nk_tcp_conn *last_conn;
+    int unbalanced;  /* echo closes at NK_EOF with bytes_in != bytes_out */
 };
 
 static inline void st_open(nk_tcp_conn *c, void *user)
@@ -67,6 +68,10 @@ static inline void st_close(nk_tcp_conn *c, int reason, void *user)
         st->reasons[st->closes] = reason;
     st->closes++;
     st->last_reason = reason;
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    if (st->echo && reason == NK_EOF && cs.bytes_in != cs.bytes_out)
+        st->unbalanced++;
     if (st->last_conn == c)
         st->last_conn = NULL;
 }
