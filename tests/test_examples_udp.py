@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""The UDP examples driven through their command lines, against each other
+and against independent peers written like the seed's Python programs.
+
+usage: test_examples_udp.py UPPER_SERVER UPPER_CLIENT CHAT_CLIENT
+       ROOM_SERVER SENDER RECEIVER BOUNDARIES
+Every wait has a deadline; processes started here are ended by their pid.
+"""
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+(UPPER_SERVER, UPPER_CLIENT, CHAT, ROOM, SENDER, RECEIVER,
+ BOUNDARIES) = sys.argv[1:8]
+DEADLINE = 10.0
+failures = []
+
+
+def check(cond, what):
+    print(("ok      " if cond else "FAILED  ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def read_line(stream, timeout=DEADLINE):
+    """One line from a pipe within the timeout, or None."""
+    end = time.monotonic() + timeout
+    buf = b""
+    fd = stream.fileno()
+    while not buf.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return buf.decode() if buf else None
+        buf += chunk
+    return buf.decode().rstrip("\n")
+
+
+def read_until(stream, needle, timeout=DEADLINE):
+    """Lines until one contains needle; all lines read, or None on timeout."""
+    end = time.monotonic() + timeout
+    lines = []
+    while True:
+        line = read_line(stream, max(0.0, end - time.monotonic()))
+        if line is None:
+            return None
+        lines.append(line)
+        if needle in line:
+            return lines
+
+
+def start_server(exe, *args):
+    p = subprocess.Popen([exe, *args, "127.0.0.1:0"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = read_line(p.stdout)
+    if not line or "listening on 127.0.0.1:" not in line:
+        stop(p, signal.SIGKILL)
+        raise SystemExit("server did not start: %r" % line)
+    port = int(line.split("127.0.0.1:")[1].split()[0])
+    return p, port
+
+
+def stop(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        os.kill(p.pid, sig)
+    try:
+        return p.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        return None
+
+
+def run(args, stdin_text="", timeout=DEADLINE):
+    """Run to completion: (exit status, stdout, stderr)."""
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(stdin_text.encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return None, out.decode(), err.decode()
+    return p.returncode, out.decode(), err.decode()
+
+
+def seed_socket():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(DEADLINE)
+    return s
+
+
+def test_usage():
+    for exe in (UPPER_SERVER, UPPER_CLIENT, CHAT, ROOM, SENDER, RECEIVER,
+                BOUNDARIES):
+        name = os.path.basename(exe)
+        rc, out, _ = run([exe, "--help"])
+        check(rc == 0 and out.startswith("usage: " + name),
+              name + " --help: usage on stdout, exit 0")
+        rc, _, err = run([exe, "--bogus"])
+        check(rc == 2 and "usage:" in err, name + " --bogus: exit 2")
+    for args in ([ROOM, "--max-members", "0"], [ROOM, "--member-ttl", "x"],
+                 [RECEIVER, "--count", "-1"], [CHAT, "--linger", "soon"],
+                 [UPPER_CLIENT, "--timeout", "1e3"], [SENDER, "[::1"],
+                 [UPPER_SERVER, "a:b:c"], [BOUNDARIES, "extra"]):
+        rc, _, _ = run(args)
+        check(rc == 2, " ".join(os.path.basename(a) for a in args) +
+              ": exit 2")
+
+
+def test_boundaries():
+    rc, out, err = run([BOUNDARIES])
+    check(rc == 0, "udp_boundaries exits 0 by itself")
+    check('receive 1: 3 bytes "one"' in out and
+          'receive 2: 3 bytes "two"' in out and
+          'receive 3: 5 bytes "three"' in out,
+          "udp_boundaries: three sends, three datagrams")
+    check('read 1: 11 bytes "onetwothree"' in out,
+          "udp_boundaries: three TCP sends, one read")
+    check("NK_ETRUNC: kept 16 of 100 bytes" in out,
+          "udp_boundaries: truncation reported with the real size")
+
+
+def test_upper():
+    srv, port = start_server(UPPER_SERVER)
+    addr = "127.0.0.1:%d" % port
+    rc, out, err = run([UPPER_CLIENT, addr], "hello\n\nMixed case 123\n")
+    check(rc == 0 and out == "HELLO\nMIXED CASE 123\n",
+          "udp_upper_client prints each uppercased reply (%r)" % out)
+    lines = read_until(srv.stdout, "said: Mixed case 123")
+    check(lines is not None and "said: hello" in lines[0],
+          "udp_upper_server prints sender and text per datagram")
+    # A seed-style client: one datagram, one uppercased reply.
+    s = seed_socket()
+    s.sendto(b"seed client", ("127.0.0.1", port))
+    data, _ = s.recvfrom(1024)
+    check(data == b"SEED CLIENT", "seed-style client gets the reply")
+    s.close()
+    check(stop(srv, signal.SIGINT) == 0, "udp_upper_server exits 0 on SIGINT")
+
+
+def test_upper_client_timeout():
+    silent = seed_socket()  # bound, never replies
+    port = silent.getsockname()[1]
+    t0 = time.monotonic()
+    rc, out, err = run([UPPER_CLIENT, "--timeout", "100",
+                        "127.0.0.1:%d" % port], "a\nb\n")
+    check(rc == 0 and err.count("no reply within 100 ms") == 2 and out == "",
+          "udp_upper_client: each lost reply is reported and it goes on")
+    check(time.monotonic() - t0 < 5, "udp_upper_client: timeouts are honoured")
+    silent.close()
+    # Nobody on the port at all: a clear error, not a hang.
+    rc, out, err = run([UPPER_CLIENT, "--timeout", "2000",
+                        "127.0.0.1:%d" % port], "x\n")
+    check(rc == 0 and "no server at" in err,
+          "udp_upper_client: closed port reported as no server")
+
+
+def test_room_tour():
+    room, port = start_server(ROOM)
+    addr = "127.0.0.1:%d" % port
+    r1 = subprocess.Popen([RECEIVER, "--count", "4", addr],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(read_line(r1.stdout) == "register", "receiver 1 sees its register")
+    r2 = subprocess.Popen([RECEIVER, "--count", "3", addr],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(read_line(r2.stdout) == "register", "receiver 2 sees its register")
+    check(read_line(r1.stdout) == "register",
+          "receiver 1 sees receiver 2's register")
+    rc, _, _ = run([SENDER, addr], "hello\nworld\n")
+    check(rc == 0, "udp_sender exits 0 at end of input")
+    check(read_line(r1.stdout) == "hello" and read_line(r1.stdout) == "world",
+          "receiver 1 gets the sender's lines")
+    check(read_line(r2.stdout) == "hello" and read_line(r2.stdout) == "world",
+          "receiver 2 gets the sender's lines")
+    check(r1.wait(timeout=DEADLINE) == 0 and r2.wait(timeout=DEADLINE) == 0,
+          "receivers exit 0 after --count lines")
+    r1.stdout.close()
+    r2.stdout.close()
+    r1.stderr.close()
+    r2.stderr.close()
+
+    # The seed's own programs, unchanged: a receiver that registers and
+    # listens, a sender that never reads, and the chat client's pattern.
+    seed_rx = seed_socket()
+    seed_rx.sendto(b"register", ("127.0.0.1", port))
+    check(seed_rx.recvfrom(1024)[0] == b"register",
+          "seed receiver: its register is relayed back")
+    seed_tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    seed_tx.sendto("from the seed sender".encode("utf-8"), ("127.0.0.1", port))
+    check(seed_rx.recvfrom(1024)[0] == b"from the seed sender",
+          "seed receiver gets the seed sender's line")
+    chat = seed_socket()
+    chat.sendto(b"seed chat", ("127.0.0.1", port))
+    check(chat.recvfrom(1024)[0] == b"seed chat",
+          "seed chat client gets its own line back")
+    check(seed_rx.recvfrom(1024)[0] == b"seed chat",
+          "seed receiver gets the chat line")
+
+    # The chat client prints what others say while its input is still open.
+    c = subprocess.Popen([CHAT, "--linger", "300", addr],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    c.stdin.write(b"typed line\n")
+    c.stdin.flush()
+    check(read_line(c.stdout) == "typed line", "chat client sees its line")
+    check(seed_rx.recvfrom(1024)[0] == b"typed line",
+          "seed receiver gets the chat client's line")
+    chat.sendto(b"while typing", ("127.0.0.1", port))
+    check(read_line(c.stdout) == "while typing",
+          "chat client prints others' messages before its input ends")
+    c.stdin.close()
+    check(c.wait(timeout=DEADLINE) == 0, "chat client exits 0 after linger")
+    c.stdout.close()
+    c.stderr.close()
+
+    check(stop(room, signal.SIGTERM) == 0,
+          "udp_room_server exits 0 on SIGTERM with members attached")
+    out = room.stdout.read().decode()
+    err = room.stderr.read().decode()
+    check(": hello" in out and
+          ": from the seed sender" in out,
+          "udp_room_server prints each message with its sender")
+    check(err.count("join 127.0.0.1:") >= 6,
+          "udp_room_server reports joins on stderr")
+    for s in (seed_rx, seed_tx, chat):
+        s.close()
+
+
+def test_room_options():
+    room, port = start_server(ROOM, "--no-echo-sender", "--max-members", "2")
+    a, b, x = seed_socket(), seed_socket(), seed_socket()
+    a.sendto(b"a-in", ("127.0.0.1", port))
+    b.sendto(b"b-in", ("127.0.0.1", port))
+    check(a.recvfrom(1024)[0] == b"b-in", "--no-echo-sender: others get it")
+    x.sendto(b"stranger", ("127.0.0.1", port))
+    a.sendto(b"still here", ("127.0.0.1", port))
+    check(b.recvfrom(1024)[0] == b"still here",
+          "--max-members 2: members still served, stranger not relayed")
+    a.settimeout(0.2)
+    try:
+        a.recvfrom(1024)
+        got = True
+    except socket.timeout:
+        got = False
+    check(not got, "--no-echo-sender: the sender gets nothing back")
+    check(stop(room, signal.SIGINT) == 0, "udp_room_server exits 0 on SIGINT")
+    err = room.stderr.read().decode()
+    check("1 newcomers refused" in err, "refused newcomer counted")
+    for s in (a, b, x):
+        s.close()
+
+    room, port = start_server(ROOM, "--member-ttl", "1")
+    m = seed_socket()
+    m.sendto(b"x", ("127.0.0.1", port))
+    m.recvfrom(1024)
+    lines = read_until(room.stderr, "silent too long", timeout=5)
+    check(lines is not None, "--member-ttl 1: a silent member leaves")
+    check(stop(room) == 0, "udp_room_server exits 0")
+    m.close()
+
+
+def test_room_validated():
+    room, port = start_server(ROOM, "--validate")
+    addr = "127.0.0.1:%d" % port
+    r = subprocess.Popen([RECEIVER, "--count", "1", addr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The receiver answers the room's challenge, then gets messages in full.
+    end = time.monotonic() + DEADLINE
+    got = None
+    while got is None and time.monotonic() < end:
+        run([SENDER, addr], "validated hello\n")
+        rd = select.select([r.stdout], [], [], 0.2)[0]
+        if rd:
+            got = read_line(r.stdout)
+    check(got == "validated hello",
+          "--validate: receiver completes the handshake and is served")
+    check(r.wait(timeout=DEADLINE) == 0, "receiver exits 0")
+    r.stdout.close()
+    r.stderr.close()
+    # A silent forged joiner gets at most 3x what it sent: nothing here.
+    victim = seed_socket()
+    victim.sendto(b"j", ("127.0.0.1", port))
+    victim.settimeout(0.2)
+    run([SENDER, addr], "a line the victim must not get\n")
+    got = []
+    try:
+        while True:
+            got.append(victim.recvfrom(1024)[0])
+    except socket.timeout:
+        pass
+    check(sum(len(g) for g in got) <= 3,
+          "--validate: unvalidated address gets at most 3 bytes per byte")
+    check(stop(room) == 0, "validated room exits 0")
+    victim.close()
+
+
+test_usage()
+test_boundaries()
+test_upper()
+test_upper_client_timeout()
+test_room_tour()
+test_room_options()
+test_room_validated()
+if failures:
+    print("%d FAILED" % len(failures))
+    sys.exit(1)
+print("all passed")
