@@ -38,6 +38,9 @@ static const struct target targets[] = {
     {"addr_parse", nk_fuzz_addr_parse, true},
     {"frame_line", nk_fuzz_frame_line, true},
     {"frame_lenprefix", nk_fuzz_frame_lenprefix, true},
+    {"room_input", nk_fuzz_room_input, true},
+    /* A loop and a socketpair per input: whole files only. */
+    {"conn_stream", nk_fuzz_conn_stream, false},
 };
 
 #define N_TARGETS (sizeof targets / sizeof *targets)
@@ -138,6 +141,18 @@ static void test_frame_lenprefix_corpus_replays_clean(void **state)
     replay_named("frame_lenprefix");
 }
 
+static void test_room_input_corpus_replays_clean(void **state)
+{
+    (void)state;
+    replay_named("room_input");
+}
+
+static void test_conn_stream_corpus_replays_clean(void **state)
+{
+    (void)state;
+    replay_named("conn_stream");
+}
+
 /* A corpus directory without a target here would silently never run. */
 static void test_every_corpus_directory_has_a_target(void **state)
 {
@@ -186,6 +201,8 @@ int main(void)
         cmocka_unit_test(test_addr_parse_corpus_replays_clean),
         cmocka_unit_test(test_frame_line_corpus_replays_clean),
         cmocka_unit_test(test_frame_lenprefix_corpus_replays_clean),
+        cmocka_unit_test(test_room_input_corpus_replays_clean),
+        cmocka_unit_test(test_conn_stream_corpus_replays_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
