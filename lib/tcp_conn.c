@@ -95,6 +95,8 @@ static void cfg_task(nk_loop *loop, void *arg)
      * handled in this same run. */
     while ((c = cfg->closed) != NULL) {
         cfg->closed = c->next;
+        if (!cfg->closed)
+            cfg->closed_tail = NULL;
         if (cfg->on_closed)
             cfg->on_closed(cfg, c->reason);
         if (cfg->opts.on_close)
@@ -131,9 +133,14 @@ static void conn_finish(nk_tcp_conn *c, int reason)
         cfg->live = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    /* on_close runs in closing order. */
     c->prev = NULL;
-    c->next = cfg->closed;
-    cfg->closed = c;
+    c->next = NULL;
+    if (cfg->closed_tail)
+        cfg->closed_tail->next = c;
+    else
+        cfg->closed = c;
+    cfg->closed_tail = c;
     cfg->active--;
     nk__loop_defer_task(cfg->loop, &cfg->task, cfg_task, cfg);
 }
@@ -310,8 +317,11 @@ static size_t bytes_to_append(const nk_tcp_conn *c, const uint8_t *p,
     } else {
         const uint8_t *nl = memchr(p, '\n', left);
         need = nl ? (size_t)(nl - p) + 1 : left;
-        /* The decoder fails past max_line + 2 bytes without "\n". */
-        size_t room = f->max_line + 2 > b->len ? f->max_line + 2 - b->len : 1;
+        /* The decoder fails past max_line + 2 bytes without "\n" (the sum
+         * saturates: max_line near SIZE_MAX means no limit, and a wrapped
+         * window of 1 would copy and decode one byte at a time). */
+        size_t window = f->max_line > SIZE_MAX - 2 ? SIZE_MAX : f->max_line + 2;
+        size_t room = window > b->len ? window - b->len : 1;
         if (need > room)
             need = room;
     }

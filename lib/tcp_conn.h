@@ -28,7 +28,8 @@ struct nk__tcp_cfg {
     uint8_t *scratch;      /* every read lands here first */
     size_t scratch_size;
     nk_tcp_conn *live;     /* open (or closing) connections */
-    nk_tcp_conn *closed;   /* finished: on_close pending */
+    nk_tcp_conn *closed;   /* finished: on_close pending, oldest first */
+    nk_tcp_conn *closed_tail;
     size_t active;         /* connections not finished */
     size_t allocated;      /* connections not freed */
     uint64_t read_pauses;
