@@ -1065,11 +1065,52 @@ static void test_partial_large_frame_allocates_only_what_arrived(void **state)
     srv_finish(&st);
 }
 
+/* The per-message path allocates nothing: 1000 ping-pongs, no allocation
+ * counted (raw and length-prefixed framing). */
+static void hot_path(nk_frame_kind kind)
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.frame.kind = kind;
+    o.conn.idle_timeout_ms = 60000; /* lazily re-armed: no heap work */
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    uint8_t msg[4 + 32], back[32];
+    nk_frame_length32_prefix(32, msg);
+    memset(msg + 4, 'm', 32);
+    const uint8_t *out = kind == NK_FRAME_RAW ? msg + 4 : msg;
+    size_t out_len = kind == NK_FRAME_RAW ? 32 : sizeof msg;
+    nkt_alloc_reset();
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(nkt_send_all(fd, out, out_len), 0);
+        size_t got = 0;
+        while (got < 32) {
+            nk_loop_run(st.loop, NK_RUN_ONCE);
+            int r = nkt_read_some(fd, back + got, 32 - got, 0);
+            if (r > 0)
+                got += (size_t)r;
+        }
+    }
+    assert_int_equal(nkt_alloc_count(), 0);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    srv_finish(&st);
+}
+
+static void test_echo_hot_path_allocates_nothing(void **state)
+{
+    (void)state;
+    hot_path(NK_FRAME_RAW);
+    hot_path(NK_FRAME_LENGTH32);
+}
+
 int main(void)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_byte_exact_1_client),
+        cmocka_unit_test(test_echo_hot_path_allocates_nothing),
         cmocka_unit_test(test_echo_byte_exact_100_clients),
         cmocka_unit_test(test_echo_byte_exact_1000_clients),
         cmocka_unit_test(test_server_reports_port_and_rejects_bad_options),
