@@ -27,6 +27,7 @@
 
 #define CHUNK 65536
 #define CHUNKS 64 /* 4 MiB each way */
+#define CALL_MS 30000
 
 static volatile sig_atomic_t ticks;
 
@@ -116,9 +117,9 @@ static void test_blocking_echo_exact_under_signal_storm(void **state)
     int failed_at = -1, code = 0;
     for (int i = 0; rc == 0 && i < CHUNKS; i++) {
         nkt_stream_fill(9, (uint64_t)i * CHUNK, out, CHUNK);
-        code = nk_tcp_sync_send_all(c, out, CHUNK, 10000);
+        code = nk_tcp_sync_send_all(c, out, CHUNK, CALL_MS);
         if (code == 0)
-            code = nk_tcp_sync_recv_exact(c, in, CHUNK, 10000);
+            code = nk_tcp_sync_recv_exact(c, in, CHUNK, CALL_MS);
         if (code == 0 && !nkt_stream_check(9, (uint64_t)i * CHUNK, in, CHUNK))
             code = -EILSEQ;
         if (code != 0) {

@@ -83,7 +83,7 @@ static int wait_child(pid_t pid, long long deadline)
 /* Valgrind emulates RLIMIT_NOFILE in user space (it takes the descriptor
  * from the kernel, then closes it and reports EMFILE), so a test of the
  * library at the descriptor limit would test valgrind instead. */
-static bool under_valgrind(void)
+bool nkt_under_valgrind(void)
 {
     const char *p = getenv("LD_PRELOAD");
     return p != NULL && strstr(p, "vgpreload") != NULL;
@@ -92,7 +92,7 @@ static bool under_valgrind(void)
 int nkt_child(void (*fn)(void *), void *arg, const struct rlimit *nofile,
               bool sigpipe_default, int timeout_ms)
 {
-    if (nofile != NULL && under_valgrind()) {
+    if (nofile != NULL && nkt_under_valgrind()) {
         print_message("skipped: RLIMIT_NOFILE is emulated under valgrind\n");
         skip();
     }

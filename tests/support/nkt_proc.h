@@ -25,6 +25,11 @@ _Noreturn void nkt_child_fail(const char *file, int line, const char *expr);
             nkt_child_fail(__FILE__, __LINE__, #cond);                        \
     } while (0)
 
+/* Running under valgrind? It emulates RLIMIT_NOFILE (a test at the
+ * descriptor limit would test valgrind, not the library: skip it) and
+ * slows everything down some fifty times. */
+bool nkt_under_valgrind(void);
+
 /* Open descriptors of this process (from /proc/self/fd), or -errno. */
 int nkt_fd_count(void);
 
