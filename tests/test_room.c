@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "netkit/loop.h"
 #include "netkit/room.h"
 
+#include "nkt_alloc.h"
 #include "nkt_loop.h"
 #include "nkt_peer.h"
 
@@ -580,6 +582,109 @@ static void test_room_close_from_hook(void **state)
     assert_int_equal(nk_loop_free(f.loop), 0);
 }
 
+/* The fan-out path allocates nothing: once members have joined, relaying
+ * hundreds of messages makes no allocation at all. */
+static void test_room_relay_allocates_nothing(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int p[8];
+    for (int i = 0; i < 8; i++) {
+        p[i] = peer_on("127.0.0.1:0");
+        say(&f, p[i], "", 0);
+    }
+    assert_true(nkt_alloc_count() > 0); /* the counter sees the room's */
+    nkt_alloc_reset();
+    char buf[64];
+    for (int m = 0; m < 400; m++) {
+        say(&f, p[m % 8], "relay me", 8);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(nkt_udp_recv(p[i], buf, sizeof buf, WAIT_MS, NULL), 8);
+    }
+    assert_int_equal(nkt_alloc_count(), 0);
+    assert_int_equal(stats(&f).deliveries_out, 400 * 8);
+    for (int i = 0; i < 8; i++)
+        close(p[i]);
+    room_down(&f);
+}
+
+/* Datagrams the kernel dropped for full receive buffers, machine-wide. */
+static long long rcvbuf_errors(void)
+{
+    FILE *fp = fopen("/proc/net/snmp", "r");
+    if (fp == NULL)
+        return -1;
+    char head[1024], vals[1024];
+    long long v = -1;
+    while (fgets(head, sizeof head, fp) && fgets(vals, sizeof vals, fp)) {
+        if (strncmp(head, "Udp:", 4) != 0)
+            continue;
+        char *hs, *vs;
+        char *h = strtok_r(head, " \n", &hs);
+        char *x = strtok_r(vals, " \n", &vs);
+        while (h && x) {
+            if (strcmp(h, "RcvbufErrors") == 0)
+                v = atoll(x);
+            h = strtok_r(NULL, " \n", &hs);
+            x = strtok_r(NULL, " \n", &vs);
+        }
+    }
+    fclose(fp);
+    return v;
+}
+
+#define C3_MEMBERS 20
+#define C3_ROUNDS 50
+
+/* C3 (scaled down): every member sends sequence-numbered datagrams; for
+ * every (sender, receiver) pair they arrive in order without duplicates,
+ * and any loss is accounted for by the room's drop counters and the
+ * kernel's receive-buffer drops. */
+static void test_room_fanout_accounting(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    static int p[C3_MEMBERS];
+    static int next[C3_MEMBERS][C3_MEMBERS]; /* [receiver][sender] */
+    memset(next, 0, sizeof next);
+    for (int i = 0; i < C3_MEMBERS; i++) {
+        p[i] = peer_on("127.0.0.1:0");
+        say(&f, p[i], "", 0);
+    }
+    long long kernel_before = rcvbuf_errors();
+    long dups = 0, received = 0;
+    for (int round = 0; round < C3_ROUNDS; round++) {
+        for (int i = 0; i < C3_MEMBERS; i++) {
+            uint32_t d[2] = {(uint32_t)i, (uint32_t)round};
+            say(&f, p[i], d, sizeof d);
+        }
+        for (int r = 0; r < C3_MEMBERS; r++) {
+            uint32_t d[2];
+            while (nkt_udp_recv(p[r], d, sizeof d, 0, NULL) == (int)sizeof d) {
+                assert_true(d[0] < C3_MEMBERS);
+                if ((int)d[1] < next[r][d[0]])
+                    dups++;
+                next[r][d[0]] = (int)d[1] + 1;
+                received++;
+            }
+        }
+    }
+    long long kernel = rcvbuf_errors() - kernel_before;
+    nk_udp_room_stats s = stats(&f);
+    long expected = (long)C3_MEMBERS * C3_MEMBERS * C3_ROUNDS;
+    long lost = expected - received;
+    assert_int_equal(dups, 0);
+    assert_int_equal(s.deliveries_out, expected);
+    assert_int_equal(s.delivery_drops + s.send_errors, 0);
+    /* Loopback loses nothing the kernel does not count. */
+    assert_true(lost == 0 || (kernel_before >= 0 && lost <= kernel));
+    for (int i = 0; i < C3_MEMBERS; i++)
+        close(p[i]);
+    room_down(&f);
+}
+
 static void test_room_bad_arguments(void **state)
 {
     (void)state;
@@ -609,6 +714,9 @@ static void test_room_bad_arguments(void **state)
 
 int main(void)
 {
+    /* Before any allocation: blocks from the system allocator must never
+     * reach the counting one. */
+    nkt_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_relays_to_all_members_with_sender),
         cmocka_unit_test(test_room_members_keyed_by_whole_address),
@@ -623,6 +731,8 @@ int main(void)
         cmocka_unit_test(test_room_dead_member_evicted_others_served),
         cmocka_unit_test(test_room_validated_mode_budget_and_cookie),
         cmocka_unit_test(test_room_close_from_hook),
+        cmocka_unit_test(test_room_relay_allocates_nothing),
+        cmocka_unit_test(test_room_fanout_accounting),
         cmocka_unit_test(test_room_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
