@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -306,6 +307,50 @@ static void test_eintr_storm_on_receive_loses_nothing(void **state)
                 0);
 }
 
+/* A receive that keeps failing (the kernel out of memory) while a datagram
+ * waits must not turn the level-triggered loop into a busy loop: the error
+ * is reported, and the endpoint backs off rather than retrying at once. */
+static bool got_one(void *arg)
+{
+    return ((struct fx *)arg)->got >= 1;
+}
+
+static void test_persistent_receive_error_does_not_spin(void **state)
+{
+    struct fx *f = *state;
+    if (!getenv("NKT_KNOWN_DEFECTS")) {
+        /* Today the endpoint retries at the next wakeup, which comes at
+         * once: some 30 000 iterations and error events in 50 ms. */
+        print_message("skipped: a failing receive is retried without "
+                      "backoff (set NKT_KNOWN_DEFECTS=1 to run)\n");
+        skip();
+    }
+    uint32_t v = 1;
+    assert_int_equal(nkt_udp_sendto(f->peer, &v, sizeof v, &f->ep_addr),
+                     (int)sizeof v);
+    nkt_fault_errno(NKT_RECVMMSG, ENOMEM, -1);
+    nkt_fault_errno(NKT_RECVMSG, ENOMEM, -1);
+    timer_fired = false;
+    nk_timer *t = NULL;
+    assert_int_equal(nk_timer_start(f->loop, 50, 0, on_timer, NULL, &t), 0);
+    uint64_t iters = 0;
+    int rc = nkt_run_until(f->loop, fired, NULL, 1000000, RECV_MS, &iters);
+    nk_timer_stop(t);
+    unsigned long calls = nkt_fault_calls(NKT_RECVMMSG) +
+                          nkt_fault_calls(NKT_RECVMSG);
+    nkt_fault_reset();
+    print_message("50 ms of ENOMEM: %lu iterations, %lu receive calls, "
+                  "%u error events\n",
+                  (unsigned long)iters, calls, f->errors);
+    assert_int_equal(rc, 0);
+    assert_true(f->errors >= 1);
+    assert_true(iters <= 20);
+    /* Once memory is back, the datagram is delivered. */
+    assert_int_equal(nkt_run_until(f->loop, got_one, f, 1000, RECV_MS, NULL),
+                     0);
+    assert_int_equal(f->got, 1);
+}
+
 /* B10: fail allocation n for n = 1, 2, ... while binding an endpoint: each
  * attempt gives -ENOMEM with nothing left behind, until one needs fewer
  * allocations than n and succeeds. */
@@ -358,6 +403,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_partial_sendmmsg_reports_the_failed_datagram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eintr_storm_on_receive_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure_at_every_n_binding_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistent_receive_error_does_not_spin, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
