@@ -39,12 +39,15 @@ struct nk_udp_endpoint {
     bool closing;
     bool watching; /* io initialised */
     bool receiving;
+    bool errq_pending; /* the error queue may hold entries (recv_errors) */
     unsigned depth; /* nesting of our own dispatch: free when it ends */
     nk_addr peer;
     nk_udp_endpoint_opts opts;
     nk_udp_recv_cb cb;
     void *user;
     nk_io io;
+    nk_timer backoff;     /* re-enables receiving after a hard error */
+    uint64_t backoff_ms;  /* current delay; 0 when receiving works */
 
     /* receive set: recv_batch slots of max_datagram bytes each */
     unsigned char *rbuf;
@@ -139,6 +142,7 @@ static int set_int(int fd, int level, int name, int value)
 }
 
 static void on_io(nk_io *io, unsigned events, void *user);
+static void on_backoff(nk_timer *t, void *user);
 
 static int open_common(nk_loop *loop, const nk_addr *bind_addr,
                        const nk_addr *peer, const nk_udp_endpoint_opts *opts,
@@ -201,6 +205,7 @@ static int open_common(nk_loop *loop, const nk_addr *bind_addr,
     }
     if (loop != NULL && cb != NULL) {
         nk__io_init(&ep->io, loop, ep->fd, on_io, ep);
+        nk__timer_init(&ep->backoff, loop, on_backoff, ep);
         ep->watching = true;
         if ((rc = nk__io_set(&ep->io, NK_READ)) < 0)
             goto fail;
@@ -246,8 +251,10 @@ void nk_udp_endpoint_close(nk_udp_endpoint *ep)
     if (ep == NULL || ep->closing)
         return;
     ep->closing = true;
-    if (ep->watching)
+    if (ep->watching) {
         nk__io_stop(&ep->io);
+        nk__timer_stop(&ep->backoff);
+    }
     if (ep->fd >= 0)
         close(ep->fd);
     ep->fd = -1;
@@ -370,6 +377,7 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
              * next, and clears as it does: try that datagram again, a
              * bounded number of times. */
             if (is_async_error(-r) && !ep->connected) {
+                ep->errq_pending = true;
                 if (retry_at != i) {
                     retry_at = i;
                     retries = 0;
@@ -412,7 +420,10 @@ int nk_udp_endpoint_send_to(nk_udp_endpoint *ep, const void *data, size_t len,
 static int drain_errors(nk_udp_endpoint *ep, bool deliver)
 {
     int delivered = 0;
+    ep->errq_pending = false;
     for (int k = 0; k < 64 && !ep->closing; k++) {
+        if (k == 63)
+            ep->errq_pending = true; /* more may be left: next wakeup */
         union sa_any name;
         unsigned char payload[1];
         union {
@@ -500,7 +511,13 @@ static void deliver_datagram(nk_udp_endpoint *ep, unsigned i)
 static void receive_some(nk_udp_endpoint *ep)
 {
     unsigned budget = ep->opts.max_per_wakeup;
-    if (ep->opts.recv_errors)
+    bool got_any = false;
+    /* The error queue is read when something says it has entries: a send
+     * or receive that returned a late ICMP error, or a wakeup that brought
+     * no datagram (the queue makes the socket report an error condition
+     * until it is read). Not on every wakeup: that would cost a system
+     * call per batch on a busy socket. */
+    if (ep->opts.recv_errors && ep->errq_pending)
         drain_errors(ep, true);
     while (budget > 0 && !ep->closing && ep->receiving) {
         unsigned n = budget < ep->opts.recv_batch ? budget
@@ -514,8 +531,11 @@ static void receive_some(nk_udp_endpoint *ep)
         /* MSG_TRUNC: msg_len is the datagram's real size, even when it did
          * not fit; the returned msg_flags MSG_TRUNC says it did not. */
         int r = nk__udp_recv_batch(ep->fd, ep->rmsg, n, MSG_TRUNC);
-        if (r == -EAGAIN || r == -EWOULDBLOCK)
+        if (r == -EAGAIN || r == -EWOULDBLOCK) {
+            if (!got_any && ep->opts.recv_errors && !ep->closing)
+                drain_errors(ep, true);
             return;
+        }
         if (r < 0) {
             budget--;
             if (is_async_error(-r)) {
@@ -530,8 +550,20 @@ static void receive_some(nk_udp_endpoint *ep)
                 continue;
             }
             deliver_error(ep, r);
-            return; /* -ENOMEM and the like: try again at the next wakeup */
+            /* -ENOMEM and the like: the datagram stays queued and the
+             * socket stays readable, so retrying at once would spin. Stop
+             * watching and try again later, waiting longer each time. */
+            if (!ep->closing) {
+                ep->backoff_ms = ep->backoff_ms ? ep->backoff_ms * 2 : 10;
+                if (ep->backoff_ms > 1000)
+                    ep->backoff_ms = 1000;
+                (void)nk__io_set(&ep->io, 0);
+                nk__timer_start(&ep->backoff, ep->backoff_ms, 0);
+            }
+            return;
         }
+        got_any = true;
+        ep->backoff_ms = 0;
         for (int i = 0; i < r && !ep->closing && ep->receiving; i++)
             deliver_datagram(ep, (unsigned)i);
         if ((unsigned)r < n)
@@ -550,6 +582,14 @@ static void on_io(nk_io *io, unsigned events, void *user)
     ep->depth--;
     if (ep->closing && ep->depth == 0)
         free_endpoint(ep);
+}
+
+static void on_backoff(nk_timer *t, void *user)
+{
+    (void)t;
+    nk_udp_endpoint *ep = user;
+    if (!ep->closing && ep->receiving)
+        (void)nk__io_set(&ep->io, NK_READ);
 }
 
 static int64_t now_ms(void)
@@ -627,10 +667,11 @@ int nk_udp_endpoint_set_receiving(nk_udp_endpoint *ep, bool on)
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
-    int rc = nk__io_set(&ep->io, on ? NK_READ : 0);
-    if (rc == 0)
-        ep->receiving = on;
-    return rc;
+    ep->receiving = on;
+    /* While backing off after an error, the timer turns reading back on. */
+    if (nk__timer_active(&ep->backoff))
+        return 0;
+    return nk__io_set(&ep->io, on ? NK_READ : 0);
 }
 
 int nk_udp_endpoint_local_addr(const nk_udp_endpoint *ep, nk_addr *out)
