@@ -42,6 +42,59 @@ def fmt(v):
     return f"{v:.3f}"
 
 
+def median_of(runs, sc, name, key):
+    vals = [num(r.get(key)) for r in runs.get(sc, {}).get(name, [])]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+# (text, scenario, metric, other server or None for an absolute bound, op, bound)
+TARGETS = [
+    ("TCP 64x8x64B messages/s >= 0.97x epoll loop", "tcp_64x8x64B", "msgs_per_s", "epoll", ">=", 0.97),
+    ("TCP 64x8x64B messages/s >= 1.10x libuv", "tcp_64x8x64B", "msgs_per_s", "libuv", ">=", 1.10),
+    ("TCP 64x8x64B messages/s >= 1.10x libevent", "tcp_64x8x64B", "msgs_per_s", "libevent", ">=", 1.10),
+    ("TCP 64x8x64B server CPU/message <= 1.05x epoll loop", "tcp_64x8x64B", "srv_cpu_ns_per_msg", "epoll", "<=", 1.05),
+    ("TCP 1x1x64B latency p99 <= 1.05x epoll loop", "tcp_1x1x64B", "p99_us", "epoll", "<=", 1.05),
+    ("instructions/message depth 8 <= 1.2x epoll loop", "cg_depth8", "ir_per_msg", "epoll", "<=", 1.2),
+    ("instructions/message depth 1 <= 1.2x epoll loop", "cg_depth1", "ir_per_msg", "epoll", "<=", 1.2),
+    ("UDP echo replies/s >= 0.95x recvmmsg/sendmmsg loop", "udp_8x32x64B", "msgs_per_s", "mmsg", ">=", 0.95),
+    ("room 64 deliveries/s >= 0.95x one-sendmmsg relay", "room_64_sat", "deliveries_per_s", "mmsg", ">=", 0.95),
+    ("room 256 deliveries/s >= 0.95x one-sendmmsg relay", "room_256_sat", "deliveries_per_s", "mmsg", ">=", 0.95),
+    ("room 64 CPU/delivery (fixed rate) <= 0.9x per-member sendto relay", "room_64_rate", "srv_cpu_ns_per_msg", "sendto", "<=", 0.9),
+    ("room 256 CPU/delivery (fixed rate) <= 0.9x per-member sendto relay", "room_256_rate", "srv_cpu_ns_per_msg", "sendto", "<=", 0.9),
+    ("room 64 zero loss at the fixed rate", "room_64_rate", "loss_pct", None, "<=", 0.0),
+    ("room 256 zero loss at the fixed rate", "room_256_rate", "loss_pct", None, "<=", 0.0),
+]
+
+
+def targets(runs):
+    idle = next((sc for sc in runs if sc.startswith("tcp_idle")), None)
+    rows = list(TARGETS)
+    if idle:
+        rows.append(("idle connections: <= 0.25 KiB each", idle, "kib_per_conn", None, "<=", 0.25))
+    out = []
+    for text, sc, key, other, op, bound in rows:
+        mine = median_of(runs, sc, "libnetkit", key)
+        if mine is None:
+            continue
+        if other is None:
+            value, shown = mine, fmt(mine)
+        else:
+            theirs = median_of(runs, sc, other, key)
+            if not theirs:
+                continue
+            value = mine / theirs
+            shown = f"{value:.3f}x ({fmt(mine)} vs {fmt(theirs)})"
+        ok = value >= bound if op == ">=" else value <= bound
+        out.append(f"| {text} | {shown} | {'yes' if ok else '**no**'} |")
+    if out:
+        print("## Targets (libnetkit's ratios from this run)\n")
+        print("| target | measured | holds |")
+        print("|---|---|---|")
+        print("\n".join(out))
+        print()
+
+
 def main(path):
     runs, cmds, meta, order = {}, {}, {}, []
     for line in open(path, encoding="utf-8"):
@@ -62,7 +115,9 @@ def main(path):
     print("# libnetkit benchmark results\n")
     print(f"- date: {meta.get('date', '?')}")
     print(f"- machine: {meta.get('machine', '?')}")
-    print(f"- command: `{meta.get('command', 'scripts/bench')}`\n")
+    print(f"- command: `{meta.get('command', 'scripts/bench')}`")
+    print("- rerun: `scripts/setup bench && scripts/bench` (`--smoke` for a quick "
+          "correctness check, `--help` for options)\n")
     print("Median over rounds, min-max in brackets; ratio = server / libnetkit "
           "(for /s metrics above 1 means faster than libnetkit; for costs, "
           "above 1 means it costs more). CPU = server CPU time over the "
@@ -104,6 +159,7 @@ def main(path):
             print(f"| {name} | {fmt(m * scale if m is not None else None)} | {mm} | "
                   f"{fmt(ratio)} | {fmt(c)} | {fmt(cratio)} | {', '.join(notes)} |")
         print()
+    targets(runs)
     print("## Commands\n")
     print("Each run starts a fresh server (PORT and PID vary per run).\n")
     print("```")
