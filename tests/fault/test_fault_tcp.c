@@ -512,6 +512,54 @@ static void test_accept_emfile_without_spare_pauses_without_spin(void **state)
     run_until_closes(f, 1);
 }
 
+/* A handshake aborted before accept() (ECONNABORTED) is counted and
+ * skipped; the next pending client is accepted in the same wakeup. */
+static void test_accept_aborted_handshake_skipped(void **state)
+{
+    struct fx *f = *state;
+    int c = nkt_tcp_connect(&f->addr);
+    assert_true(c >= 0);
+    nkt_fault_errno(NKT_ACCEPT4, ECONNABORTED, 3);
+    uint64_t iters = 0;
+    struct closes_wait w = {.f = f, .closes = 1};
+    assert_int_equal(nkt_run_until(f->loop, opens_reached, &w, 5, WAIT_MS,
+                                   &iters),
+                     0);
+    assert_int_equal(iters, 1);
+    nk_tcp_server_stats st = server_stats(f);
+    assert_int_equal(st.accept_errors, 3);
+    assert_int_equal(st.accepted, 1);
+    echo_hello(f, c);
+    close(c);
+    run_until_closes(f, 1);
+}
+
+/* accept() out of kernel memory (ENOMEM, nothing to shed): the server
+ * pauses accepting, retries on its timer, and then serves the client. */
+static void test_accept_enomem_pauses_then_serves(void **state)
+{
+    struct fx *f = *state;
+    nk_tcp_server_free(f->srv);
+    nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    o.accept_retry_ms = 20;
+    assert_int_equal(start_server(f, &o), 0);
+    int c = nkt_tcp_connect(&f->addr);
+    assert_true(c >= 0);
+    nkt_fault_errno(NKT_ACCEPT4, ENOMEM, 2);
+    uint64_t iters = 0;
+    struct closes_wait w = {.f = f, .closes = 1};
+    assert_int_equal(nkt_run_until(f->loop, opens_reached, &w, 20, WAIT_MS,
+                                   &iters),
+                     0);
+    nk_tcp_server_stats st = server_stats(f);
+    assert_int_equal(st.accept_pauses, 2);
+    assert_int_equal(st.accepted, 1);
+    assert_true(iters <= 6);
+    echo_hello(f, c);
+    close(c);
+    run_until_closes(f, 1);
+}
+
 static void on_connect_unexpected(nk_tcp_client *cl, nk_tcp_conn *conn,
                                   int status, void *user)
 {
@@ -840,6 +888,8 @@ int main(void)
         T(test_accept_emfile_sheds_each_pending_client),
         T(test_accept_enfile_sheds_each_pending_client),
         T(test_accept_emfile_without_spare_pauses_without_spin),
+        T(test_accept_aborted_handshake_skipped),
+        T(test_accept_enomem_pauses_then_serves),
         T(test_client_connect_emfile_leaks_nothing),
         T(test_reset_on_send_closes_once),
         T(test_epipe_on_flush_cancels_queue_with_one_close),
