@@ -205,6 +205,36 @@ static void test_eintr_storm_relays_everything_in_order(void **state)
     assert_true(nkt_fault_injected(NKT_SENDMMSG) + nkt_fault_injected(NKT_SENDMSG) > 0);
 }
 
+/* A receive that keeps failing while a datagram waits: the room's loop
+ * backs off instead of spinning, and relays the datagram once the
+ * failures stop. */
+static void test_persistent_receive_error_does_not_spin(void **state)
+{
+    struct fx *f = *state;
+    join_all(f);
+    nkt_fault_errno(NKT_RECVMMSG, ENOMEM, -1);
+    nkt_fault_errno(NKT_RECVMSG, ENOMEM, -1);
+    assert_int_equal(nkt_udp_sendto(f->peer[0], "x", 1, &f->addr), 1);
+    timer_fired = false;
+    nk_timer *t = NULL;
+    assert_int_equal(nk_timer_start(f->loop, 50, 0, on_timer, NULL, &t), 0);
+    uint64_t iters = 0;
+    int rc = nkt_run_until(f->loop, fired, NULL, 1000000, WAIT_MS, &iters);
+    nk_timer_stop(t);
+    nkt_fault_reset();
+    assert_int_equal(rc, 0);
+    assert_true(iters <= 20);
+    f->want_in = room_stats(f).messages_in + 1;
+    assert_int_equal(nkt_run_until(f->loop, messages_in_reached, f, 1000,
+                                   WAIT_MS, NULL),
+                     0);
+    for (int i = 0; i < MEMBERS; i++) {
+        char c = 0;
+        assert_int_equal(nkt_udp_recv(f->peer[i], &c, 1, WAIT_MS, NULL), 1);
+        assert_int_equal(c, 'x');
+    }
+}
+
 /* B10: fail allocation n for n = 1, 2, ... while opening a room: -ENOMEM
  * with nothing left behind, until it succeeds; the room then relays. */
 static void test_alloc_failure_at_every_n_opening_room(void **state)
@@ -276,6 +306,7 @@ int main(void)
         T(test_fanout_enobufs_drops_exactly_the_failed_deliveries),
         T(test_fanout_partial_sendmmsg_reaches_every_member),
         T(test_eintr_storm_relays_everything_in_order),
+        T(test_persistent_receive_error_does_not_spin),
         T(test_alloc_failure_at_every_n_opening_room),
         T(test_join_needs_no_allocation),
     };
