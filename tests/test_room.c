@@ -322,24 +322,21 @@ static void test_room_member_cap_under_flood(void **state)
     (void)state;
     nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
     o.max_members = 16;
-    o.echo_sender = false;
-    o.unreachable_limit = 0; /* only the cap frees no slots */
+    o.unreachable_limit = 0;
     struct fx f;
     room_up(&f, "127.0.0.1:0", &o);
     int keep = peer_on("127.0.0.1:0");
     say(&f, keep, "", 0);
     size_t memory = stats(&f).memory;
     const unsigned sources = 2000;
+    /* Empty datagrams join without being relayed, so no relay goes to a
+     * closed source (whose ICMP errors would only add noise). */
     for (unsigned i = 0; i < sources; i++) {
         char text[32];
         snprintf(text, sizeof text, "127.0.%u.%u:0", 1 + i / 250, 1 + i % 250);
         int s = peer_on(text);
-        say(&f, s, "x", 1);
+        say(&f, s, "", 0);
         close(s);
-        /* Keep the member's socket buffer from overflowing. */
-        char drain[8];
-        while (nkt_udp_recv(keep, drain, sizeof drain, 0, NULL) >= 0)
-            ;
     }
     nk_udp_room_stats s = stats(&f);
     assert_int_equal(s.members, 16);
@@ -349,12 +346,13 @@ static void test_room_member_cap_under_flood(void **state)
     assert_int_equal(s.drops[NK_ROOM_DROP_FULL], sources - 15);
     assert_int_equal(s.memory, memory);
     /* The first member is still there and still served. */
-    int other = peer_on("127.0.0.1:0");
     nk_udp_room_member_info mi;
     nk_addr ka;
     assert_int_equal(nkt_sock_name(keep, &ka), 0);
     assert_int_equal(nk_udp_room_member(f.room, &ka, &mi), 0);
-    close(other);
+    say(&f, keep, "still here", 10);
+    expect(keep, "still here");
+    assert_int_equal(stats(&f).relayed, 1);
     close(keep);
     room_down(&f);
 }
