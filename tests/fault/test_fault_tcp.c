@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include "netkit/addr.h"
@@ -720,6 +723,62 @@ static void test_client_connect_eintr_still_connects(void **state)
     assert_int_equal(f->reasons[0], NK_EOF);
 }
 
+/* A plain POSIX listener on 127.0.0.1, port 0: fd (address in @out). */
+static int raw_listener(nk_addr *out)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(nkt_sock_name(fd, out), 0);
+    return fd;
+}
+
+/* The blocking client against a plain POSIX peer, every transfer cut to
+ * one byte and every other call interrupted: byte-exact both ways. */
+static void test_blocking_client_exact_under_one_byte_io_and_eintr(void **state)
+{
+    (void)state;
+    enum { LEN = 32768 };
+    static uint8_t out[LEN], in[LEN];
+    nk_addr a;
+    int lfd = raw_listener(&a);
+    nkt_fault_short(NKT_SEND, 1, -1);
+    nkt_fault_short(NKT_RECV, 1, -1);
+    nkt_fault_eintr_storm();
+    nk_tcp_sync *s = NULL;
+    assert_int_equal(nk_tcp_sync_connect(&a, WAIT_MS, &s), 0);
+    int peer = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(peer >= 0);
+
+    nkt_stream_fill(5, 0, out, LEN);
+    assert_int_equal(nk_tcp_sync_send_all(s, out, LEN, WAIT_MS), 0);
+    assert_int_equal(nkt_read_exact(peer, in, LEN, WAIT_MS), 0);
+    assert_memory_equal(in, out, LEN);
+
+    nkt_stream_fill(6, 0, out, LEN);
+    assert_int_equal(nkt_send_all(peer, out, LEN), 0);
+    memset(in, 0, LEN);
+    assert_int_equal(nk_tcp_sync_recv_exact(s, in, LEN, WAIT_MS), 0);
+    assert_memory_equal(in, out, LEN);
+    assert_true(nkt_fault_injected(NKT_SEND) >= LEN / 2);
+    assert_true(nkt_fault_injected(NKT_RECV) >= LEN / 2);
+
+    /* A reset reported by a receive is returned as it is. */
+    nkt_fault_reset();
+    nkt_fault_errno(NKT_RECV, ECONNRESET, 1);
+    assert_int_equal(nkt_send_all(peer, "z", 1), 0);
+    char c;
+    assert_int_equal(nk_tcp_sync_recv(s, &c, 1, WAIT_MS), -ECONNRESET);
+    nk_tcp_sync_close(s);
+    close(peer);
+    close(lfd);
+}
+
 /* ---- B10: allocation failure at every n ---- */
 
 static void test_alloc_failure_at_every_n_starting_server(void **state)
@@ -895,6 +954,7 @@ int main(void)
         T(test_epipe_on_flush_cancels_queue_with_one_close),
         T(test_client_connect_refused_reported_once_without_leak),
         T(test_client_connect_eintr_still_connects),
+        T(test_blocking_client_exact_under_one_byte_io_and_eintr),
         T(test_alloc_failure_at_every_n_starting_server),
         T(test_alloc_failure_at_every_n_accepting),
         T(test_alloc_failure_at_every_n_queueing_send),
