@@ -8,7 +8,7 @@
       silently skips the members of an undocumented file), an NK_API
       function got no page of its own, or docs/mainpage.md does not list a
       header.
-  build.py selftest --doxygen D --doxyfile F --output OUT
+  build.py selftest --doxygen D --doxyfile F
       Shows that each of those faults, planted in a small header tree, fails
       the build, and that a fully documented tree passes.
 """
@@ -167,10 +167,12 @@ def main():
     ap.add_argument('--doxygen', required=True)
     ap.add_argument('--doxyfile', required=True)
     ap.add_argument('--include')
-    ap.add_argument('--output', required=True)
+    ap.add_argument('--output')
     a = ap.parse_args()
     if a.mode == 'selftest':
         return selftest(a)
+    if not a.include or not a.output:
+        ap.error('build needs --include and --output')
     problems = build(a.doxygen, a.doxyfile, a.include, a.output)
     for p in problems:
         print('docs: ' + p)

@@ -10,6 +10,9 @@ One list, read from the headers, drives:
                                  declared ones, each at version NETKIT_<major>
   soname LIB SONAME              the library's DT_SONAME
   list DIR                       print header, kind and name of each symbol
+  selftest --cc CC               the checks above fail on a planted fault: a
+                                 declared function left undefined, an
+                                 undeclared one exported, a wrong SONAME
 
 DIR is the include directory (the one holding netkit.h). A header added
 under DIR/netkit/ is picked up without editing any list: the depfile names
@@ -18,8 +21,11 @@ the directories, so adding a file regenerates the outputs.
 import argparse
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 
 VERSION_NODE = 'NETKIT_0'
 
@@ -238,6 +244,93 @@ def check_soname(lib, expected):
     return 0 if got == expected else 1
 
 
+SELFTEST_HEADER = """/** @file netkit/planted.h */
+#define NK_API __attribute__((visibility("default")))
+NK_API int nk_kept(void);
+NK_API int nk_lost(int x);
+"""
+SELFTEST_LIB = """#include "netkit/planted.h"
+int nk_kept(void) { return 1; }
+#ifdef DEFINE_LOST
+int nk_lost(int x) { return x; }
+#endif
+#ifdef EXPORT_EXTRA
+NK_API int nk_extra(void);
+int nk_extra(void) { return 2; }
+#endif
+"""
+
+
+def selftest(cc):
+    """Each check passes on a sound library and fails on a planted fault."""
+    tmp = tempfile.mkdtemp(prefix='netkit-abi-')
+    failed = 0
+
+    def expect(ok, what):
+        nonlocal failed
+        print(('ok - ' if ok else 'not ok - ') + what)
+        failed += 0 if ok else 1
+
+    try:
+        inc = os.path.join(tmp, 'include')
+        os.makedirs(os.path.join(inc, 'netkit'))
+        with open(os.path.join(inc, 'netkit', 'planted.h'), 'w') as f:
+            f.write(SELFTEST_HEADER)
+        src = os.path.join(tmp, 'lib.c')
+        with open(src, 'w') as f:
+            f.write(SELFTEST_LIB)
+        vmap = os.path.join(tmp, 'netkit.map')
+        write_if_changed(vmap, gen_map(declarations(inc)))
+        test_c = os.path.join(tmp, 'test_api.c')
+        write_if_changed(test_c, gen_c(declarations(inc), inc))
+
+        def library(name, defines, version_script=True):
+            d = os.path.join(tmp, name)
+            os.mkdir(d)
+            lib = os.path.join(d, 'libnetkit.so.0')
+            run(cc + ['-shared', '-fPIC', '-fvisibility=hidden', '-I' + inc,
+                      '-Wl,-soname,libnetkit.so.0', '-o', lib, src]
+                + ['-D' + x for x in defines]
+                + (['-Wl,--version-script=' + vmap] if version_script else []))
+            exe = os.path.join(d, 'test_api')
+            # Only weak references here: keep the library even so.
+            run(cc + ['-D_GNU_SOURCE', '-I' + inc, '-o', exe, test_c,
+                      '-Wl,--no-as-needed', lib, '-ldl'])
+            env = dict(os.environ, LD_LIBRARY_PATH=d)
+            api = subprocess.run([exe], env=env, stdout=subprocess.PIPE,
+                                 universal_newlines=True)
+            return lib, api
+
+        def quiet(fn, *args):
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), fn] + list(args),
+                               stdout=subprocess.PIPE, universal_newlines=True)
+            return p.returncode, p.stdout
+
+        lib, api = library('sound', ['DEFINE_LOST'])
+        rc, _ = quiet('exports', lib, inc)
+        expect(rc == 0, 'exports passes when every declared function is exported')
+        expect(api.returncode == 0, 'the API test passes on the same library')
+        rc, _ = quiet('soname', lib, 'libnetkit.so.0')
+        expect(rc == 0, 'soname passes on libnetkit.so.0')
+        rc, _ = quiet('soname', lib, 'libnetkit.so.1')
+        expect(rc != 0, 'soname fails when the SONAME is not the expected one')
+
+        lib, api = library('lost', [])
+        rc, out = quiet('exports', lib, inc)
+        expect(rc != 0 and 'nk_lost is declared NK_API' in out,
+               'exports fails when a declared function is not defined')
+        expect(api.returncode != 0 and 'not ok - nk_lost' in api.stdout,
+               'the API test names a declared function the library lacks')
+
+        lib, _ = library('extra', ['DEFINE_LOST', 'EXPORT_EXTRA'], version_script=False)
+        rc, out = quiet('exports', lib, inc)
+        expect(rc != 0 and 'nk_extra is exported but no public header' in out,
+               'exports fails when an undeclared function is exported')
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -254,7 +347,12 @@ def main():
     p.add_argument('soname')
     p = sub.add_parser('list')
     p.add_argument('include_dir')
+    p = sub.add_parser('selftest')
+    p.add_argument('--cc', required=True, type=shlex.split)
     a = ap.parse_args()
+
+    if a.cmd == 'selftest':
+        return selftest(a.cc)
 
     if a.cmd in ('map', 'c'):
         decls = declarations(a.include_dir)
