@@ -156,6 +156,8 @@ static void after_flush(nk_tcp_conn *c)
         }
     }
     if (c->flags & C_CLOSING) {
+        if (c->flags & C_DRAINING)
+            return; /* already waiting for the peer's EOF */
         if ((c->flags & C_EOF) || c->cfg->opts.linger_ms == 0) {
             conn_finish(c, c->reason);
             return;
