@@ -42,6 +42,8 @@ static const char *const names[NKT_SYS_COUNT] = {
     [NKT_READ] = "read",         [NKT_WRITE] = "write",
     [NKT_SOCKET] = "socket",     [NKT_CONNECT] = "connect",
     [NKT_POLL] = "poll",         [NKT_EPOLL_WAIT] = "epoll_wait",
+    [NKT_SETSOCKOPT] = "setsockopt", [NKT_BIND] = "bind",
+    [NKT_LISTEN] = "listen",     [NKT_SHUTDOWN] = "shutdown",
 };
 
 static bool valid(enum nkt_sys s)
@@ -449,6 +451,47 @@ int nkt_sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
         return -1;
     }
     return connect(fd, addr, len);
+}
+
+int nkt_sys_setsockopt(int fd, int level, int name, const void *val,
+                       socklen_t len)
+{
+    struct decision d = decide(NKT_SETSOCKOPT, fd);
+    if (d.err) {
+        errno = d.err;
+        return -1;
+    }
+    return setsockopt(fd, level, name, val, len);
+}
+
+int nkt_sys_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct decision d = decide(NKT_BIND, fd);
+    if (d.err) {
+        errno = d.err;
+        return -1;
+    }
+    return bind(fd, addr, len);
+}
+
+int nkt_sys_listen(int fd, int backlog)
+{
+    struct decision d = decide(NKT_LISTEN, fd);
+    if (d.err) {
+        errno = d.err;
+        return -1;
+    }
+    return listen(fd, backlog);
+}
+
+int nkt_sys_shutdown(int fd, int how)
+{
+    struct decision d = decide(NKT_SHUTDOWN, fd);
+    if (d.err) {
+        errno = d.err;
+        return -1;
+    }
+    return shutdown(fd, how);
 }
 
 int nkt_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout)

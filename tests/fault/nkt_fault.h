@@ -42,6 +42,10 @@ enum nkt_sys {
     NKT_CONNECT,
     NKT_POLL,
     NKT_EPOLL_WAIT,
+    NKT_SETSOCKOPT,
+    NKT_BIND,
+    NKT_LISTEN,
+    NKT_SHUTDOWN,
     NKT_SYS_COUNT
 };
 
@@ -118,6 +122,11 @@ ssize_t nkt_sys_write(int fd, const void *buf, size_t len);
 int nkt_sys_socket(int domain, int type, int protocol);
 int nkt_sys_connect(int fd, const struct sockaddr *addr, socklen_t len);
 int nkt_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int nkt_sys_setsockopt(int fd, int level, int name, const void *val,
+                       socklen_t len);
+int nkt_sys_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int nkt_sys_listen(int fd, int backlog);
+int nkt_sys_shutdown(int fd, int how);
 #ifdef __linux__
 int nkt_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents,
                        int timeout);

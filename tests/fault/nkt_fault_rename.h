@@ -41,6 +41,10 @@
 #define socket nkt_sys_socket
 #define connect nkt_sys_connect
 #define poll nkt_sys_poll
+#define setsockopt nkt_sys_setsockopt
+#define bind nkt_sys_bind
+#define listen nkt_sys_listen
+#define shutdown nkt_sys_shutdown
 #ifdef __linux__
 #define epoll_wait nkt_sys_epoll_wait
 #endif

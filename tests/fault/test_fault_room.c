@@ -280,6 +280,25 @@ static void test_alloc_failure_at_every_n_opening_room(void **state)
     assert_int_equal(nkt_fd_count(), fds);
 }
 
+/* The room's socket failing to open or bind: the code, nothing left. */
+static void test_open_failures_leak_nothing(void **state)
+{
+    struct fx *f = *state;
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    int fds = nkt_fd_count();
+    size_t live = nkt_alloc_live_bytes();
+    nkt_fault_errno(NKT_BIND, EADDRINUSE, 1);
+    nk_udp_room *r = NULL;
+    assert_int_equal(nk_udp_room_open(f->loop, &a, NULL, NULL, NULL, &r),
+                     -EADDRINUSE);
+    nkt_fault_errno(NKT_SOCKET, EMFILE, 1);
+    assert_int_equal(nk_udp_room_open(f->loop, &a, NULL, NULL, NULL, &r),
+                     -EMFILE);
+    assert_int_equal(nkt_fd_count(), fds);
+    assert_int_equal(nkt_alloc_live_bytes(), live);
+}
+
 /* B10 for joins: the member table is allocated at open, so a join (and the
  * relay that follows) needs no allocation and cannot fail for memory. */
 static void test_join_needs_no_allocation(void **state)
@@ -309,6 +328,7 @@ int main(void)
         T(test_persistent_receive_error_does_not_spin),
         T(test_alloc_failure_at_every_n_opening_room),
         T(test_join_needs_no_allocation),
+        T(test_open_failures_leak_nothing),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -779,6 +779,59 @@ static void test_blocking_client_exact_under_one_byte_io_and_eintr(void **state)
     close(lfd);
 }
 
+/* Each step of starting a server failing in turn: its code, returned as
+ * it is, and no descriptor or memory left behind. */
+static void test_server_start_failures_leak_nothing(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        enum nkt_sys sys;
+        int err;
+    } steps[] = {
+        {NKT_SOCKET, EMFILE},       {NKT_SOCKET, ENFILE},
+        {NKT_SETSOCKOPT, ENOBUFS},  {NKT_BIND, EADDRINUSE},
+        {NKT_BIND, EACCES},         {NKT_LISTEN, EADDRINUSE},
+    };
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    int fds = nkt_fd_count();
+    size_t live = nkt_alloc_live_bytes();
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        nkt_fault_reset();
+        nkt_fault_errno(steps[i].sys, steps[i].err, 1);
+        nk_tcp_server *s = NULL;
+        int rc = nk_tcp_server_start(f->loop, &a, NULL, &s);
+        if (rc != -steps[i].err)
+            print_message("%s %d: got %d\n", nkt_fault_sys_name(steps[i].sys),
+                          steps[i].err, rc);
+        assert_int_equal(rc, -steps[i].err);
+        assert_int_equal(nkt_fault_injected(steps[i].sys), 1);
+        assert_int_equal(nkt_fd_count(), fds);
+        assert_int_equal(nkt_alloc_live_bytes(), live);
+    }
+}
+
+/* The half-close's shutdown() failing: the connection closes with that
+ * code as its reason, once. */
+static void test_shutdown_failure_closes_with_its_reason(void **state)
+{
+    struct fx *f = *state;
+    int c = nkt_tcp_connect(&f->addr);
+    assert_true(c >= 0);
+    run_until_opens(f, 1);
+    nkt_fault_errno(NKT_SHUTDOWN, ENOBUFS, 1);
+    assert_int_equal(nk_tcp_conn_shutdown(f->last), 0);
+    run_until_closes(f, 1);
+    assert_int_equal(nkt_fault_injected(NKT_SHUTDOWN), 1);
+    assert_int_equal(f->reasons[0], -ENOBUFS);
+    int eof = nkt_expect_eof(c, WAIT_MS);
+    assert_true(eof == 0 || eof == -ECONNRESET);
+    for (int i = 0; i < 3; i++)
+        nk_loop_run(f->loop, NK_RUN_NOWAIT);
+    assert_int_equal(f->closes, 1);
+    close(c);
+}
+
 /* ---- B10: allocation failure at every n ---- */
 
 static void test_alloc_failure_at_every_n_starting_server(void **state)
@@ -955,6 +1008,8 @@ int main(void)
         T(test_client_connect_refused_reported_once_without_leak),
         T(test_client_connect_eintr_still_connects),
         T(test_blocking_client_exact_under_one_byte_io_and_eintr),
+        T(test_server_start_failures_leak_nothing),
+        T(test_shutdown_failure_closes_with_its_reason),
         T(test_alloc_failure_at_every_n_starting_server),
         T(test_alloc_failure_at_every_n_accepting),
         T(test_alloc_failure_at_every_n_queueing_send),

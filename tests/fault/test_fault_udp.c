@@ -344,6 +344,37 @@ static void test_persistent_receive_error_does_not_spin(void **state)
     assert_int_equal(f->got, 1);
 }
 
+/* Each step of binding an endpoint failing in turn: its code, and no
+ * descriptor or memory left behind. */
+static void test_bind_failures_leak_nothing(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        enum nkt_sys sys;
+        int err;
+    } steps[] = {
+        {NKT_SOCKET, EMFILE}, {NKT_SOCKET, ENOBUFS}, {NKT_BIND, EADDRINUSE},
+        {NKT_BIND, EACCES},   {NKT_SETSOCKOPT, ENOBUFS},
+    };
+    nk_addr any;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &any), 0);
+    nk_udp_endpoint_opts o = NK_UDP_ENDPOINT_OPTS_INIT;
+    o.rcvbuf = 65536; /* so that setsockopt is called */
+    int fds = nkt_fd_count();
+    size_t live = nkt_alloc_live_bytes();
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        nkt_fault_reset();
+        nkt_fault_errno(steps[i].sys, steps[i].err, 1);
+        nk_udp_endpoint *ep = NULL;
+        int rc = nk_udp_endpoint_bind(f->loop, &any, &o, on_recv, f, &ep);
+        assert_int_equal(rc, -steps[i].err);
+        assert_null(ep);
+        assert_int_equal(nkt_fault_injected(steps[i].sys), 1);
+        assert_int_equal(nkt_fd_count(), fds);
+        assert_int_equal(nkt_alloc_live_bytes(), live);
+    }
+}
+
 /* B10: fail allocation n for n = 1, 2, ... while binding an endpoint: each
  * attempt gives -ENOMEM with nothing left behind, until one needs fewer
  * allocations than n and succeeds. */
@@ -397,6 +428,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eintr_storm_on_receive_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure_at_every_n_binding_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistent_receive_error_does_not_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_failures_leak_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
