@@ -47,9 +47,17 @@ struct lg_hist {
 void lg_hist_add(struct lg_hist *h, uint64_t ns);
 uint64_t lg_hist_pct(const struct lg_hist *h, double q);
 
-/* Server CPU time in ns (all threads, from /proc/PID/task/T/schedstat, or
- * utime+stime from /proc/PID/stat), or 0 when unknown. */
-uint64_t lg_srv_cpu_ns(pid_t pid);
+/* Server CPU time: ns from /proc/PID/task/T/schedstat summed over threads
+ * (utime+stime from /proc/PID/stat when schedstat is missing), and the
+ * user and system clock ticks from /proc/PID/stat, for the user share. */
+struct lg_cpu {
+    uint64_t ns;
+    unsigned long user_ticks, sys_ticks;
+};
+struct lg_cpu lg_srv_cpu(pid_t pid);
+/* Add srv_cpu_ns_per_msg and srv_user_pct for @msgs between @a and @b. */
+void lg_result_cpu(const struct lg_opts *o, const struct lg_cpu *a, const struct lg_cpu *b,
+                   double msgs);
 /* Server memory in KiB: Private_Dirty and Rss from smaps_rollup. */
 bool lg_srv_mem_kib(pid_t pid, long *priv_dirty, long *rss);
 

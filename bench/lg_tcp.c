@@ -145,7 +145,7 @@ int lg_run_tcp(const struct lg_opts *o)
     bool counted = o->count > 0;
     uint64_t t0 = counted ? start : start + (uint64_t)(o->warmup * 1e9);
     uint64_t t1 = t0 + (uint64_t)(o->secs * 1e9);
-    uint64_t cpu0 = counted ? lg_srv_cpu_ns(o->pid) : 0, cpu1 = 0;
+    struct lg_cpu cpu0 = lg_srv_cpu(o->pid), cpu1 = cpu0;
     uint64_t done0 = 0, done1 = 0, tend = 0;
     s->measuring = counted;
     for (int i = 0; i < o->conns; i++)
@@ -168,7 +168,7 @@ int lg_run_tcp(const struct lg_opts *o)
             if (s->done_total >= o->count || s->errors) {
                 tend = now;
                 done1 = s->done_total;
-                cpu1 = lg_srv_cpu_ns(o->pid);
+                cpu1 = lg_srv_cpu(o->pid);
                 break;
             }
             if (now > start + 120000000000ull)
@@ -179,14 +179,14 @@ int lg_run_tcp(const struct lg_opts *o)
         if (!s->measuring && !s->stop_issuing && now >= t0) {
             s->measuring = true;
             done0 = s->done_total;
-            cpu0 = lg_srv_cpu_ns(o->pid);
+            cpu0 = lg_srv_cpu(o->pid);
         }
         if (s->measuring && (now >= t1 || s->errors)) {
             s->measuring = false;
             s->stop_issuing = true;
             tend = now;
             done1 = s->done_total;
-            cpu1 = lg_srv_cpu_ns(o->pid);
+            cpu1 = lg_srv_cpu(o->pid);
             drain_deadline = now + 2000000000ull;
         }
         if (s->stop_issuing && (s->done_total == s->issued_total || now > drain_deadline))
@@ -209,8 +209,7 @@ int lg_run_tcp(const struct lg_opts *o)
     lg_result_kv("msgs_per_s", "%.0f", msgs / secs);
     lg_result_kv("mb_per_s", "%.2f", msgs * o->size / secs / 1e6);
     lg_result_latency(&s->hist);
-    if (o->pid > 0 && cpu1 > cpu0 && msgs > 0)
-        lg_result_kv("srv_cpu_ns_per_msg", "%.1f", (double)(cpu1 - cpu0) / msgs);
+    lg_result_cpu(o, &cpu0, &cpu1, msgs);
     lg_result_kv("errors", "%llu", (unsigned long long)s->errors);
     lg_result_end();
     for (int i = 0; i < o->conns; i++)

@@ -183,7 +183,8 @@ int lg_run_udp(const struct lg_opts *o)
     uint64_t start = lg_now_ns();
     uint64_t t0 = start + (uint64_t)(o->warmup * 1e9);
     uint64_t t1 = t0 + (uint64_t)(o->secs * 1e9), tend = 0;
-    uint64_t cpu0 = 0, cpu1 = 0, sent0 = 0, sent1 = 0, last_expire = start;
+    uint64_t sent0 = 0, sent1 = 0, last_expire = start;
+    struct lg_cpu cpu0 = {0, 0, 0}, cpu1 = cpu0;
     for (int i = 0; i < o->conns; i++)
         fill(s, &s->u[i], start);
     for (;;) {
@@ -197,11 +198,11 @@ int lg_run_udp(const struct lg_opts *o)
         }
         if (!s->measuring && !s->stop && now >= t0) {
             s->measuring = true;
-            cpu0 = lg_srv_cpu_ns(o->pid);
+            cpu0 = lg_srv_cpu(o->pid);
             sent0 = s->sent;
         }
         if (s->measuring && now >= t1) {
-            cpu1 = lg_srv_cpu_ns(o->pid);
+            cpu1 = lg_srv_cpu(o->pid);
             sent1 = s->sent;
             tend = now;
             s->measuring = false;
@@ -223,8 +224,7 @@ int lg_run_udp(const struct lg_opts *o)
     lg_result_kv("loss_pct", "%.3f", sent ? 100.0 * (double)s->lost / (double)sent : 0.0);
     lg_result_kv("late", "%llu", (unsigned long long)s->late);
     lg_result_latency(&s->hist);
-    if (o->pid > 0 && cpu1 > cpu0 && s->replies)
-        lg_result_kv("srv_cpu_ns_per_msg", "%.1f", (double)(cpu1 - cpu0) / (double)s->replies);
+    lg_result_cpu(o, &cpu0, &cpu1, (double)s->replies);
     uint64_t errors = s->errors + (s->replies == 0);
     lg_result_kv("errors", "%llu", (unsigned long long)errors);
     lg_result_end();

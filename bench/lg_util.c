@@ -70,30 +70,25 @@ uint64_t lg_hist_pct(const struct lg_hist *h, double q)
     return hist_value(LG_HIST_BUCKETS - 1);
 }
 
-static uint64_t stat_cpu_ns(pid_t pid)
+static bool stat_ticks(pid_t pid, unsigned long *ut, unsigned long *st)
 {
     char path[64], line[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return false;
     size_t n = fread(line, 1, sizeof line - 1, f);
     fclose(f);
     line[n] = 0;
     char *p = strrchr(line, ')');
-    unsigned long ut = 0, st = 0;
     /* fields after the command: state(3) ... utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                     &ut, &st) != 2)
-        return 0;
-    return (uint64_t)(ut + st) * (1000000000u / (uint64_t)sysconf(_SC_CLK_TCK));
+    return p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                       ut, st) == 2;
 }
 
-uint64_t lg_srv_cpu_ns(pid_t pid)
+static uint64_t schedstat_ns(pid_t pid)
 {
     char path[64];
-    if (pid <= 0)
-        return 0;
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
     if (!d)
@@ -117,7 +112,31 @@ uint64_t lg_srv_cpu_ns(pid_t pid)
         fclose(f);
     }
     closedir(d);
-    return any ? sum : stat_cpu_ns(pid);
+    return any ? sum : 0;
+}
+
+struct lg_cpu lg_srv_cpu(pid_t pid)
+{
+    struct lg_cpu c = {0, 0, 0};
+    if (pid <= 0)
+        return c;
+    stat_ticks(pid, &c.user_ticks, &c.sys_ticks);
+    c.ns = schedstat_ns(pid);
+    if (c.ns == 0)
+        c.ns = (uint64_t)(c.user_ticks + c.sys_ticks) *
+               (1000000000u / (uint64_t)sysconf(_SC_CLK_TCK));
+    return c;
+}
+
+void lg_result_cpu(const struct lg_opts *o, const struct lg_cpu *a, const struct lg_cpu *b,
+                   double msgs)
+{
+    if (o->pid <= 0 || b->ns <= a->ns || msgs <= 0)
+        return;
+    lg_result_kv("srv_cpu_ns_per_msg", "%.1f", (double)(b->ns - a->ns) / msgs);
+    unsigned long u = b->user_ticks - a->user_ticks, s = b->sys_ticks - a->sys_ticks;
+    if (u + s > 0)
+        lg_result_kv("srv_user_pct", "%.1f", 100.0 * (double)u / (double)(u + s));
 }
 
 bool lg_srv_mem_kib(pid_t pid, long *priv_dirty, long *rss)

@@ -121,7 +121,8 @@ def main(path):
     print("Median over rounds, min-max in brackets; ratio = server / libnetkit "
           "(for /s metrics above 1 means faster than libnetkit; for costs, "
           "above 1 means it costs more). CPU = server CPU time over the "
-          "measured interval, from /proc/PID/task/*/schedstat.\n")
+          "measured interval, from /proc/PID/task/*/schedstat (user-space "
+          "share from utime/stime in /proc/PID/stat).\n")
     for sc in order:
         key, label, higher = metric_for(sc)
         servers = runs[sc]
@@ -147,7 +148,8 @@ def main(path):
             notes = []
             for extra, lab in (("p50_us", "p50 us"), ("p999_us", "p999 us"),
                                ("msgs_per_s", "msg/s"), ("loss_pct", "loss %"),
-                               ("rss_kib_per_conn", "RSS KiB/conn")):
+                               ("rss_kib_per_conn", "RSS KiB/conn"),
+                               ("srv_user_pct", "server user-space CPU %")):
                 if extra != key:
                     v = med(name, extra)[0]
                     if v is not None:
