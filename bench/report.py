@@ -17,6 +17,8 @@ METRICS = [
 
 
 def metric_for(sc):
+    if sc.startswith("syscalls_room"):
+        return "syscalls_per_msg", "system calls per delivery (perf)", False
     if sc.startswith("room_") and sc.endswith("_rate"):
         return "srv_cpu_ns_per_msg", "server CPU us per 1000 deliveries", False
     for prefix, key, label, higher in METRICS:
