@@ -197,6 +197,12 @@ def check_pkgconfig(a, tmp):
 
     _, ver = run(['pkg-config', '--modversion', 'netkit'], env=env)
     check(ver.strip() == a.version, 'pkg-config --modversion netkit is ' + a.version)
+    status, _ = run(['pkg-config', '--exists', 'netkit >= ' + a.version], env=env,
+                    expect_ok=False)
+    check(status == 0, 'pkg-config --exists "netkit >= %s" holds' % a.version)
+    status, _ = run(['pkg-config', '--exists', 'netkit >= %d.0' % (int(a.major) + 1)],
+                    env=env, expect_ok=False)
+    check(status != 0, 'pkg-config --exists "netkit >= %d.0" does not' % (int(a.major) + 1))
     cflags = pkg('--cflags')
     check('-I' + inst.includedir in cflags, 'pkg-config --cflags points at the install')
 
