@@ -3,16 +3,25 @@
  * fuzzed bytes written into the other end in fuzzed chunks, read with a
  * fuzzed read size, then end of stream.
  *
- * Input: byte 0 the framing (raw, line, length prefix), byte 1 its limit
- * (see nk_fuzz_frame_limit), byte 2 the read size (1..255, or 64 KiB for
- * 255), byte 3 the number of write chunk sizes that follow (0..31; bit 5:
- * close the writing end instead of shutting it down), then the stream.
+ * Input: byte 0 the framing (bits 0-1: raw, line, length prefix) and the
+ * application's behaviour (bits 2-3: echo each message 0 to 3 times back
+ * through nk_tcp_conn_send; bit 4: pause reading inside on_data, resumed
+ * on the next iteration; bits 5-6: high watermark default, 1, 64 or 1024;
+ * bit 7: the smallest socket send buffer, so the write queue fills), byte
+ * 1 the decoder's limit (see nk_fuzz_frame_limit), byte 2 the read size
+ * (1..255, or 64 KiB for 255), byte 3 the number of write chunk sizes
+ * that follow (0..31; bit 5: close the writing end instead of shutting it
+ * down, which turns echo off), then the stream. The harness reads the
+ * echo back as it arrives.
  *
  * Invariants: the messages delivered are exactly those the pure decoder
  * gives for the whole stream (raw: the bytes, in order); the close reason
  * is the decoder's error when it errs, NK_EMIDFRAME when the stream ends
  * inside a message, NK_EOF otherwise; on_close comes exactly once, within
- * a bounded number of loop iterations; the loop frees cleanly after. */
+ * a bounded number of loop iterations; sends from on_data succeed; the
+ * echo read back is exactly the messages repeated (a prefix of that when
+ * the connection closes on an error, which discards its queue); the loop
+ * frees cleanly after. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -33,6 +42,13 @@ struct run {
     size_t cap;
     int reason;
     int closes;
+    unsigned echo;      /* copies of each message sent back */
+    bool pause;         /* pause reading after each message */
+    bool paused;
+    uint8_t *want_echo; /* what the echo must read back */
+    size_t want_len;
+    uint8_t *echoed;    /* what it did */
+    size_t echoed_len;
 };
 
 static void on_data(nk_tcp_conn *c, const void *data, size_t len, void *user)
@@ -45,6 +61,45 @@ static void on_data(nk_tcp_conn *c, const void *data, size_t len, void *user)
         memcpy(r->got.bytes + r->got.nbytes, data, len);
     r->got.nbytes += len;
     r->got.lens[r->got.count++] = len;
+    for (unsigned i = 0; i < r->echo; i++) {
+        NK_FUZZ_CHECK(nk_tcp_conn_send(c, data, len) >= 0);
+        memcpy(r->want_echo + r->want_len, data, len);
+        r->want_len += len;
+    }
+    if (r->pause) {
+        NK_FUZZ_CHECK(nk_tcp_conn_set_reading(c, false) == 0);
+        r->paused = true;
+    }
+}
+
+/* Read back what the connection echoed so far. */
+static void drain_echo(struct run *r, int fd)
+{
+    if (fd < 0)
+        return;
+    for (;;) {
+        uint8_t buf[4096];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0)
+            return;
+        NK_FUZZ_CHECK(r->echoed_len + (size_t)n <= r->want_len);
+        memcpy(r->echoed + r->echoed_len, buf, (size_t)n);
+        r->echoed_len += (size_t)n;
+    }
+}
+
+/* One loop iteration without waiting, as the application would see it:
+ * resume a paused read, then read the echo. */
+static void step(nk_loop *loop, nk_tcp_conn *conn, struct run *r, int peer)
+{
+    if (r->paused && r->closes == 0) {
+        /* NK_ECLOSED: closed or closing, on_close not run yet. */
+        int rc = nk_tcp_conn_set_reading(conn, true);
+        NK_FUZZ_CHECK(rc == 0 || rc == NK_ECLOSED);
+        r->paused = false;
+    }
+    NK_FUZZ_CHECK(nk_loop_run(loop, NK_RUN_NOWAIT) >= 0);
+    drain_echo(r, peer);
 }
 
 static void on_close(nk_tcp_conn *c, int reason, void *user)
@@ -53,6 +108,7 @@ static void on_close(nk_tcp_conn *c, int reason, void *user)
     struct run *r = user;
     r->closes++;
     r->reason = reason;
+    r->paused = false;
 }
 
 /* Write all of @p (the reader may have closed: then stop). */
@@ -73,7 +129,8 @@ static bool write_all(int fd, const uint8_t *p, size_t n)
 int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
 {
     struct nk_fuzz_in in = {data, size};
-    unsigned kind = nk_fuzz_u8(&in) % 3;
+    unsigned mode = nk_fuzz_u8(&in);
+    unsigned kind = (mode & 3u) % 3;
     unsigned limit = nk_fuzz_u8(&in);
     unsigned rsize = nk_fuzz_u8(&in);
     unsigned nch = nk_fuzz_u8(&in);
@@ -97,13 +154,23 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
             nk_fuzz_frame_limit(limit, opts.frame.max_frame);
     opts.on_data = on_data;
     opts.on_close = on_close;
+    static const size_t high[4] = {0, 1, 64, 1024};
+    if ((mode >> 5) & 3u) {
+        opts.high_watermark = high[(mode >> 5) & 3u];
+        opts.low_watermark = opts.high_watermark / 2;
+    }
 
     struct run r;
     memset(&r, 0, sizeof r);
     r.cap = len + 1;
+    r.echo = close_end ? 0 : (mode >> 2) & 3u;
+    r.pause = mode & 16u;
     r.got.bytes = malloc(r.cap);
     r.got.lens = malloc(r.cap * sizeof *r.got.lens);
-    NK_FUZZ_CHECK(r.got.bytes != NULL && r.got.lens != NULL);
+    r.want_echo = malloc(r.cap * r.echo + 1);
+    r.echoed = malloc(r.cap * r.echo + 1);
+    NK_FUZZ_CHECK(r.got.bytes != NULL && r.got.lens != NULL &&
+                  r.want_echo != NULL && r.echoed != NULL);
     opts.user = &r;
 
     nk_loop *loop = NULL;
@@ -111,6 +178,11 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
     int sv[2];
     NK_FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
                                           SOCK_CLOEXEC, 0, sv) == 0);
+    if (mode & 128u) {
+        int one = 1; /* the kernel rounds it up to its minimum */
+        NK_FUZZ_CHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one,
+                                 sizeof one) == 0);
+    }
     struct nk__tcp_cfg cfg;
     nk__tcp_cfg_init(&cfg, loop, &opts);
     cfg.scratch_size = rsize == 255 ? 65536 : 1 + rsize;
@@ -130,7 +202,7 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
             n = split.sizes[i];
         open = write_all(sv[1], stream + fed, n);
         fed += n;
-        NK_FUZZ_CHECK(nk_loop_run(loop, NK_RUN_NOWAIT) >= 0);
+        step(loop, conn, &r, sv[1]);
     }
     if (close_end) {
         close(sv[1]);
@@ -139,11 +211,17 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
         shutdown(sv[1], SHUT_WR);
     }
     /* Everything is readable now: the close must follow in bounded work. */
-    for (size_t i = 0; r.closes == 0 && i < 4 * len + 64; i++)
-        NK_FUZZ_CHECK(nk_loop_run(loop, NK_RUN_NOWAIT) >= 0);
+    for (size_t i = 0; r.closes == 0 && i < 8 * len + 256; i++)
+        step(loop, conn, &r, sv[1]);
     NK_FUZZ_CHECK(r.closes == 1);
-    NK_FUZZ_CHECK(nk_loop_run(loop, NK_RUN_NOWAIT) >= 0);
+    step(loop, conn, &r, sv[1]);
     NK_FUZZ_CHECK(r.closes == 1);
+
+    /* All of the echo arrives unless an error cut the stream. */
+    NK_FUZZ_CHECK(r.echoed_len == 0 ||
+                  memcmp(r.echoed, r.want_echo, r.echoed_len) == 0);
+    if (r.reason == NK_EOF)
+        NK_FUZZ_CHECK(r.echoed_len == r.want_len);
 
     if (opts.frame.kind == NK_FRAME_RAW) {
         NK_FUZZ_CHECK(r.got.nbytes == len && r.reason == NK_EOF);
@@ -169,6 +247,8 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
         close(sv[1]);
     NK_FUZZ_CHECK(nk_loop_free(loop) == 0);
     free(cfg.scratch);
+    free(r.want_echo);
+    free(r.echoed);
     nk_fuzz_frames_free(&r.got);
     return 0;
 }
