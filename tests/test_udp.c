@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <net/if.h>
+
 #include <cmocka.h>
 
 #include "netkit/addr.h"
@@ -19,6 +21,7 @@
 #include "netkit/loop.h"
 #include "netkit/udp.h"
 
+#include "nkt_alloc.h"
 #include "nkt_loop.h"
 #include "nkt_peer.h"
 
@@ -632,9 +635,66 @@ static void test_udp_pause_and_resume(void **state)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
+/* Receiving and answering allocates nothing: the buffers are built once. */
+static void test_udp_echo_allocates_nothing(void **state)
+{
+    (void)state;
+    nk_loop *loop;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    struct seen s = {.echo = true, .in_order = true};
+    nk_addr local;
+    nk_udp_endpoint *ep = bind_on(loop, "127.0.0.1:0", NULL, &s, &local);
+    int p = nkt_udp_socket(AF_INET, NULL);
+    assert_true(nkt_alloc_count() > 0); /* the counter sees the endpoint's */
+    nkt_alloc_reset();
+    for (uint32_t i = 0; i < 500; i++) {
+        assert_int_equal(nkt_udp_sendto(p, &i, sizeof i, &local), 4);
+        wait_for(loop, &s, i + 1);
+        uint32_t back = UINT32_MAX;
+        assert_int_equal(nkt_udp_recv(p, &back, sizeof back, WAIT_MS, NULL), 4);
+        assert_int_equal(back, i);
+    }
+    assert_int_equal(nkt_alloc_count(), 0);
+    close(p);
+    nk_udp_endpoint_close(ep);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+/* Multicast membership: argument checks, then join and leave a group on
+ * the loopback interface (skipped where the system has no multicast on
+ * it). */
+static void test_udp_multicast_join_and_leave(void **state)
+{
+    (void)state;
+    nk_addr any4 = addr_of("0.0.0.0:0"), g4 = addr_of("239.255.42.99:0"),
+            uni = addr_of("127.0.0.1:0"), g6 = addr_of("[ff02::4242]:0");
+    nk_udp_endpoint *ep = NULL;
+    assert_int_equal(nk_udp_endpoint_bind(NULL, &any4, NULL, NULL, NULL, &ep), 0);
+    assert_int_equal(nk_udp_endpoint_multicast(ep, &uni, 0, true), NK_EINVAL);
+    assert_int_equal(nk_udp_endpoint_multicast(ep, &g6, 0, true), NK_EINVAL);
+    assert_int_equal(nk_udp_endpoint_multicast(NULL, &g4, 0, true), NK_EINVAL);
+    unsigned lo = if_nametoindex("lo");
+    int rc = nk_udp_endpoint_multicast(ep, &g4, lo, true);
+    if (lo == 0 || rc == -ENODEV || rc == -EADDRNOTAVAIL) {
+        nk_udp_endpoint_close(ep);
+        print_message("no multicast on the loopback interface (%s)\n",
+                      nk_strerror(rc));
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(nk_udp_endpoint_multicast(ep, &g4, lo, true), -EADDRINUSE);
+    assert_int_equal(nk_udp_endpoint_multicast(ep, &g4, lo, false), 0);
+    assert_int_equal(nk_udp_endpoint_multicast(ep, &g4, lo, false), -EADDRNOTAVAIL);
+    nk_udp_endpoint_close(ep);
+}
+
 int main(void)
 {
+    /* Before any allocation: blocks from the system allocator must never
+     * reach the counting one. */
+    nkt_alloc_install();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_udp_echo_allocates_nothing),
         cmocka_unit_test(test_udp_echo_ipv4),
         cmocka_unit_test(test_udp_echo_ipv6),
         cmocka_unit_test(test_udp_truncation_reports_real_size),
@@ -651,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_udp_close_from_callback),
         cmocka_unit_test(test_udp_bad_arguments),
         cmocka_unit_test(test_udp_pause_and_resume),
+        cmocka_unit_test(test_udp_multicast_join_and_leave),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
