@@ -19,7 +19,8 @@
  * and when under it leaves nobody overdue;
  * joins - leaves = members, and the join and leave events match them;
  * messages in = relayed + consumed + drops by reason; unvalidated count is
- * right; in validated mode the bytes sent to an address while unvalidated
+ * right; since it joined, a member passes the rate limiter at most burst +
+ * rate x elapsed times; in validated mode the bytes sent to an address while unvalidated
  * (relays and challenges) stay <= amplification x the bytes received from
  * it; a correct answer validates, a corrupted one never does. */
 #include <errno.h>
@@ -55,25 +56,13 @@ struct harness {
     uint64_t sent_unval[POOL]; /* bytes sent to it while unvalidated */
     uint8_t challenge[POOL][NK_ROOM_COOKIE_MSG_LEN];
     bool have_challenge[POOL];
+    uint64_t joined_at[POOL]; /* clock of the class's current membership */
+    uint64_t passed[POOL];    /* its datagrams past the rate limiter since */
+    uint64_t now;
     uint64_t consumed;
     uint64_t join_events, leave_events;
     bool normalized;
 };
-
-static void sink(void *ctx, const struct nk__room_event *ev)
-{
-    struct harness *h = ctx;
-    NK_FUZZ_CHECK(ev->addr != NULL);
-    NK_FUZZ_CHECK(ev->members == h->core.count);
-    if (ev->kind == NK__ROOM_JOIN) {
-        h->join_events++;
-    } else {
-        NK_FUZZ_CHECK(ev->kind == NK__ROOM_LEAVE);
-        NK_FUZZ_CHECK(ev->reason >= NK_ROOM_LEAVE_TTL &&
-                      ev->reason <= NK_ROOM_LEAVE_REMOVED);
-        h->leave_events++;
-    }
-}
 
 /* The pool class of a member address (every member comes from the pool). */
 static int class_of(const struct harness *h, const nk_addr *a)
@@ -82,6 +71,24 @@ static int class_of(const struct harness *h, const nk_addr *a)
         if (nk_addr_equal(&h->pool[p], a))
             return h->cls[p];
     nk_fuzz_fail(__FILE__, __LINE__, "a member that no source sent from");
+}
+
+static void sink(void *ctx, const struct nk__room_event *ev)
+{
+    struct harness *h = ctx;
+    NK_FUZZ_CHECK(ev->addr != NULL);
+    NK_FUZZ_CHECK(ev->members == h->core.count);
+    if (ev->kind == NK__ROOM_JOIN) {
+        h->join_events++;
+        int k = class_of(h, ev->addr);
+        h->joined_at[k] = h->now;
+        h->passed[k] = 0;
+    } else {
+        NK_FUZZ_CHECK(ev->kind == NK__ROOM_LEAVE);
+        NK_FUZZ_CHECK(ev->reason >= NK_ROOM_LEAVE_TTL &&
+                      ev->reason <= NK_ROOM_LEAVE_REMOVED);
+        h->leave_events++;
+    }
 }
 
 static bool is_loopback(const nk_addr *a)
@@ -174,10 +181,24 @@ static void datagram(struct harness *h, int src, const uint8_t *data,
     size_t before = c->count;
     h->recv[k] += size;
 
+    bool was_member = nk__room_find(c, a) != NK__ROOM_NONE;
+    uint64_t joins = c->stats.joins;
     struct nk__room_action act;
+    h->now = now;
     nk__room_input(c, a, data, len, size, truncated, now, &act);
 
     uint32_t me = nk__room_find(c, a);
+    /* Token bucket: since joining, a member gets at most its burst plus
+     * rate_limit per second past the limiter. */
+    bool joined = c->stats.joins > joins;
+    if (c->cfg.rate_limit > 0 && (was_member || joined) &&
+        !(act.verdict == NK__ROOM_DROP &&
+          act.drop_reason == NK_ROOM_DROP_RATE)) {
+        h->passed[k]++;
+        NK_FUZZ_CHECK(h->passed[k] * 1000 <=
+                      (uint64_t)c->cfg.rate_burst * 1000 +
+                          (now - h->joined_at[k]) * c->cfg.rate_limit);
+    }
     if (act.reply_len > 0) {
         NK_FUZZ_CHECK(act.reply_len == NK_ROOM_COOKIE_MSG_LEN);
         NK_FUZZ_CHECK(c->cfg.validate && me != NK__ROOM_NONE);
