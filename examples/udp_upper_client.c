@@ -59,6 +59,12 @@ int main(int argc, char **argv)
             line[--n] = '\0';
         if (n == 0)
             continue; /* as the seed does: nothing typed, nothing sent */
+        /* A reply that came after we gave up on it must not pass for the
+         * answer to this line: take it out first. */
+        int late;
+        while ((late = nk_udp_endpoint_recv(ep, reply, sizeof reply, 0, NULL,
+                                            NULL)) >= 0)
+            fprintf(stderr, "late reply ignored: %.*s\n", late, reply);
         rc = nk_udp_endpoint_send_to(ep, line, (size_t)n, NULL);
         if (rc < 0) {
             fprintf(stderr, "send: %s\n", nk_strerror(rc));
