@@ -102,7 +102,7 @@ void nkt_fault_short(enum nkt_sys s, size_t max_bytes, int times)
     if (!valid(s))
         return;
     pthread_mutex_lock(&lock);
-    scripts[s].cap = max_bytes;
+    scripts[s].cap = max_bytes > 0 ? max_bytes : 1;
     scripts[s].cap_left = times;
     pthread_mutex_unlock(&lock);
 }

@@ -71,7 +71,8 @@ void nkt_fault_storm(enum nkt_sys s, int err, unsigned period);
  * signalfd and wakeup pipe, which never block, so never see EINTR. */
 void nkt_fault_eintr_storm(void);
 
-/* Cap each of the next @times transfers of @s (-1: all) at @max_bytes.
+/* Cap each of the next @times transfers of @s (-1: all) at @max_bytes
+ * (at least 1: a cap of 0 would read as end of stream).
  * Applies to stream sockets and other non-datagram fds only: the kernel
  * never cuts a datagram short on send, so on datagram sockets it is
  * ignored. */
@@ -87,9 +88,9 @@ void nkt_fault_mmsg_partial(enum nkt_sys s, unsigned k, int times);
 typedef int (*nkt_fault_pred)(int fd, void *ctx);
 void nkt_fault_filter(enum nkt_sys s, nkt_fault_pred pred, void *ctx);
 
-/* A predicate for nkt_fault_filter(): the fd's peer port (network-order
- * independent, host value) equals *(unsigned short *)ctx. Picks the server
- * side of one connection by the client's local port. */
+/* A predicate for nkt_fault_filter(): the fd's peer port equals
+ * *(unsigned short *)ctx (in host order). Picks the server side of one
+ * connection by the client's local port. */
 int nkt_fault_peer_port_is(int fd, void *ctx);
 
 /* Calls of @s seen since the last reset, and faults injected into them. */
