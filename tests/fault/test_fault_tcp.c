@@ -50,6 +50,7 @@ struct fx {
     nk_tcp_conn *last;   /* most recently opened, until it closes */
     size_t peak_queued;
     int send_errors;
+    int last_send_error;
 };
 
 static struct fx fx;
@@ -76,8 +77,11 @@ static void on_data(nk_tcp_conn *c, const void *data, size_t len, void *user)
     struct fx *f = user;
     if (!f->echo)
         return;
-    if (nk_tcp_conn_send(c, data, len) < 0)
+    int rc = nk_tcp_conn_send(c, data, len);
+    if (rc < 0) {
         f->send_errors++;
+        f->last_send_error = rc;
+    }
     nk_tcp_conn_stats st;
     nk_tcp_conn_get_stats(c, &st);
     if (st.queued > f->peak_queued)
@@ -986,6 +990,149 @@ static void test_alloc_failure_at_every_n_adding_timer(void **state)
     assert_int_equal(nkt_alloc_live_bytes(), live);
 }
 
+/* ---- B10 across a whole session: loop, server, accept, a queued echo,
+ * a timer, close. ---- */
+
+struct session_wait {
+    struct fx *f;
+    int c;
+};
+
+static bool opened_or_refused(void *arg)
+{
+    struct session_wait *w = arg;
+    nk_tcp_server_stats st = server_stats(w->f);
+    return w->f->opens > 0 || st.accept_errors > 0;
+}
+
+static bool echoed_or_failed(void *arg)
+{
+    struct session_wait *w = arg;
+    return fd_readable(&w->c) || w->f->closes > 0 || w->f->send_errors > 0;
+}
+
+static void session_end(struct fx *s, int c)
+{
+    if (c >= 0)
+        close(c);
+    if (s->srv)
+        nk_tcp_server_free(s->srv);
+    for (int i = 0; i < 1000; i++) {
+        if (nk_loop_free(s->loop) == 0)
+            return;
+        nk_loop_run(s->loop, NK_RUN_ONCE);
+    }
+    fail_msg("loop still busy after the session");
+}
+
+/* One session with allocation n failing (set by the caller). Returns 0 when
+ * everything worked, else the clear error met: a -ENOMEM returned by a
+ * call, or the reason of a close. Each failure is checked where it
+ * happens: the peer sees the end of its stream, and the operation after it
+ * succeeds. */
+static int echo_session(void)
+{
+    struct fx s;
+    memset(&s, 0, sizeof s);
+    s.echo = true;
+    int rc = nk_loop_new(&s.loop);
+    if (rc != 0) {
+        assert_int_equal(rc, -ENOMEM);
+        return rc;
+    }
+    rc = start_server(&s, NULL);
+    if (rc != 0) {
+        assert_int_equal(rc, -ENOMEM);
+        s.srv = NULL;
+        session_end(&s, -1);
+        return rc;
+    }
+    int c = nkt_tcp_connect(&s.addr);
+    assert_true(c >= 0);
+    struct session_wait w = {.f = &s, .c = c};
+    assert_int_equal(nkt_run_until(s.loop, opened_or_refused, &w, 1000,
+                                   WAIT_MS, NULL),
+                     0);
+    if (s.opens == 0) {
+        int eof = nkt_expect_eof(c, WAIT_MS);
+        assert_true(eof == 0 || eof == -ECONNRESET);
+        session_end(&s, c);
+        return -ENOMEM;
+    }
+    int result = 0;
+    /* The echo must be queued: the socket says EAGAIN once. */
+    nkt_fault_errno(NKT_SEND, EAGAIN, 1);
+    assert_int_equal(nkt_send_all(c, "hello", 5), 0);
+    assert_int_equal(nkt_run_until(s.loop, echoed_or_failed, &w, 1000,
+                                   WAIT_MS, NULL),
+                     0);
+    if (s.closes > 0) {
+        assert_int_not_equal(s.reasons[0], 0);
+        int eof = nkt_expect_eof(c, WAIT_MS);
+        assert_true(eof == 0 || eof == -ECONNRESET);
+        session_end(&s, c);
+        return s.reasons[0];
+    }
+    if (s.send_errors > 0) {
+        /* Nothing was taken; the connection works on. */
+        assert_int_equal(s.last_send_error, -ENOMEM);
+        result = -ENOMEM;
+        nkt_alloc_fail_at(0);
+        assert_int_equal(nkt_send_all(c, "hello", 5), 0);
+        assert_int_equal(nkt_run_until(s.loop, fd_readable, &c, 1000,
+                                       WAIT_MS, NULL),
+                         0);
+    }
+    char buf[5];
+    assert_int_equal(nkt_read_exact(c, buf, 5, WAIT_MS), 0);
+    assert_memory_equal(buf, "hello", 5);
+
+    nk_timer *t = NULL;
+    timer_fired = false;
+    rc = nk_timer_start(s.loop, 1, 0, on_timer, NULL, &t);
+    if (rc != 0) {
+        assert_int_equal(rc, -ENOMEM);
+        result = rc;
+    } else {
+        assert_int_equal(nkt_run_until(s.loop, fired, NULL, 100, WAIT_MS,
+                                       NULL),
+                         0);
+        nk_timer_stop(t);
+    }
+    close(c);
+    run_until_closes(&s, 1);
+    assert_int_equal(s.reasons[0], NK_EOF);
+    session_end(&s, -1);
+    return result;
+}
+
+static void test_alloc_failure_at_every_n_whole_session(void **state)
+{
+    (void)state;
+    size_t live = nkt_alloc_live_bytes();
+    int fds = nkt_fd_count();
+    int n, failures = 0;
+    for (n = 1; n < 300; n++) {
+        nkt_fault_reset();
+        nkt_alloc_reset();
+        nkt_alloc_fail_at(n);
+        int rc = echo_session();
+        long used = nkt_alloc_count();
+        nkt_alloc_fail_at(0);
+        assert_int_equal(nkt_alloc_live_bytes(), live);
+        assert_int_equal(nkt_fd_count(), fds);
+        if (rc == 0 && used < n)
+            break; /* the whole session fits in n - 1 allocations */
+        assert_int_not_equal(rc, 0);
+        failures++;
+    }
+    print_message("a session makes %d allocations; each failure gave a "
+                  "clear error\n",
+                  n - 1);
+    assert_true(n < 300);
+    assert_int_equal(failures, n - 1);
+}
+
 int main(void)
 {
     nkt_alloc_install();
@@ -1014,6 +1161,7 @@ int main(void)
         T(test_alloc_failure_at_every_n_accepting),
         T(test_alloc_failure_at_every_n_queueing_send),
         T(test_alloc_failure_at_every_n_adding_timer),
+        T(test_alloc_failure_at_every_n_whole_session),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
