@@ -334,7 +334,9 @@ static bool cookie_ok(const struct nk__room_core *c, const nk_addr *a,
 static bool within_budget(const struct nk__room_core *c,
                           const struct nk__room_member *m, size_t len)
 {
-    if (m->validated)
+    /* An open room sends to unproven members too: its exposure is bounded
+     * by the time-to-live, the cap and the rate limit instead. */
+    if (m->validated || !c->cfg.validate)
         return true;
     uint64_t budget = m->bytes_in * c->cfg.amplification;
     return m->bytes_out + len <= budget;
@@ -409,7 +411,7 @@ void nk__room_input(struct nk__room_core *c, const nk_addr *src,
             drop(c, out, NK_ROOM_DROP_FULL);
             return;
         }
-        i = add_member(c, src, now, valid || !c->cfg.validate);
+        i = add_member(c, src, now, valid);
         if (valid)
             c->stats.validations++;
     }

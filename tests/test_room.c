@@ -727,6 +727,44 @@ static void test_room_fanout_accounting(void **state)
     room_down(&f);
 }
 
+/* D4, open mode: a silent joiner (a forged address, say) receives relays
+ * only until its time-to-live runs out, and the room shows the ratio of
+ * bytes sent to it over bytes received from it. */
+static void test_room_open_mode_exposure_ends_with_ttl(void **state)
+{
+    (void)state;
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.member_ttl_ms = 100;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", &o);
+    int victim = peer_on("127.0.0.1:0"), m = peer_on("127.0.0.1:0");
+    nk_addr va;
+    assert_int_equal(nkt_sock_name(victim, &va), 0);
+    say(&f, victim, "j", 1);
+    for (int i = 0; i < 5; i++)
+        say(&f, m, "0123456789", 10);
+    nk_udp_room_member_info mi;
+    assert_int_equal(nk_udp_room_member(f.room, &va, &mi), 0);
+    assert_int_equal(mi.bytes_in, 1);
+    assert_int_equal(mi.bytes_out, 1 + 5 * 10); /* ratio 51:1, bounded by TTL */
+    assert_false(mi.validated);
+    f.want_leaves = 1;
+    assert_int_equal(nkt_run_until(f.loop, got_leaves, &f, MAX_ITERS, WAIT_MS,
+                                   NULL), 0);
+    /* The victim joined first, so it is the first to go. */
+    assert_int_equal(nk_udp_room_member(f.room, &va, &mi), NK_EINVAL);
+    char buf[64];
+    int got = 0;
+    while (nkt_udp_recv(victim, buf, sizeof buf, 0, NULL) >= 0)
+        got++;
+    assert_int_equal(got, 6);
+    say(&f, m, "after", 5);
+    expect_nothing(victim);
+    close(victim);
+    close(m);
+    room_down(&f);
+}
+
 static void test_room_bad_arguments(void **state)
 {
     (void)state;
@@ -775,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_room_close_from_hook),
         cmocka_unit_test(test_room_relay_allocates_nothing),
         cmocka_unit_test(test_room_fanout_accounting),
+        cmocka_unit_test(test_room_open_mode_exposure_ends_with_ttl),
         cmocka_unit_test(test_room_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

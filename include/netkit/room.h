@@ -174,7 +174,8 @@ typedef struct nk_udp_room_stats {
     size_t members;          /**< Members now. */
     size_t members_peak;     /**< Most members at once. */
     size_t unvalidated;      /**< Members that have not echoed a cookie
-                                  (validated mode). */
+                                  (in an open room, every member: nothing
+                                  proves their addresses). */
     uint64_t joins;          /**< Members added. */
     uint64_t leaves;         /**< Members removed (all reasons). */
     uint64_t expirations;    /**< ... of which for the time-to-live. */
