@@ -1,0 +1,442 @@
+/* TCP rows of the reliability matrix that need more than the module
+ * suites show: B1 a reset in the middle of a 16 MiB write (SIGPIPE at its
+ * default disposition), A4 huge length prefixes, A6 an over-long line with
+ * bounded buffering, D1 a client that never reads while others are served,
+ * with and without the hard queue cap. Raw POSIX peers, loopback only. */
+#include "test_tcp_util.h"
+
+#include <poll.h>
+
+#include "nkt_alloc.h"
+#include "nkt_proc.h"
+
+static size_t env_size(const char *name, size_t dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end == 0 && n > 0 ? (size_t)n : dflt;
+}
+
+/* Run the loop without waiting until @fd has something to read (or EOF)
+ * or @max_ms passed: true if readable. */
+static bool pump_until_readable(nk_loop *loop, int fd, uint64_t max_ms)
+{
+    uint64_t end = nkt_now_ms() + max_ms;
+    while (nkt_now_ms() < end) {
+        nk_loop_run(loop, NK_RUN_NOWAIT);
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 1) == 1)
+            return true;
+    }
+    return false;
+}
+
+/* Echo one short message through @fd (a client of the echo server on
+ * @loop), running the loop meanwhile. */
+static void echo_roundtrip(nk_loop *loop, int fd, const void *msg, size_t len,
+                           const void *want, size_t want_len)
+{
+    assert_int_equal(nkt_send_all(fd, msg, len), 0);
+    char back[64];
+    size_t got = 0;
+    while (got < want_len) {
+        assert_true(pump_until_readable(loop, fd, 5000));
+        int r = nkt_read_some(fd, back + got, want_len - got, 0);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    assert_memory_equal(back, want, want_len);
+}
+
+/* ---- B1: peer RST while 16 MiB are queued ---- */
+
+struct b1 {
+    struct srv_state st;
+    size_t queued_at_close;
+    size_t peak;
+    int send_result;
+};
+
+static struct b1 b1;
+
+static void b1_open(nk_tcp_conn *c, void *user)
+{
+    struct srv_state *st = user;
+    st->last_conn = c;
+    if (st->opens++ != 0)
+        return;
+    /* The first connection gets 16 MiB it will never read. */
+    static uint8_t chunk[1 << 20];
+    for (size_t i = 0; i < 16; i++) {
+        nkt_stream_fill(0xb1, i << 20, chunk, sizeof chunk);
+        int r = nk_tcp_conn_send(c, chunk, sizeof chunk);
+        NKT_CHILD_ASSERT(r == 0 || r == 1);
+    }
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    b1.peak = cs.queued;
+}
+
+static void b1_close(nk_tcp_conn *c, int reason, void *user)
+{
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    if (user == &b1.st && b1.st.closes == 0)
+        b1.queued_at_close = cs.queued;
+    st_close(c, reason, user);
+}
+
+static void b1_child(void *arg)
+{
+    (void)arg;
+    /* The child runs with SIGPIPE at SIG_DFL: one raised signal kills it. */
+    struct srv_state *st = &b1.st;
+    nk_tcp_server_opts o = echo_opts(st);
+    o.on_open = b1_open;
+    o.conn.on_close = b1_close;
+    o.conn.high_watermark = 1u << 20;
+    o.conn.low_watermark = 1u << 16;
+    NKT_CHILD_ASSERT(nk_loop_new(&st->loop) == 0);
+    nk_addr a;
+    NKT_CHILD_ASSERT(nk_addr_parse("127.0.0.1:0", &a) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_start(st->loop, &a, &o, &st->srv) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_addr(st->srv, &st->addr) == 0);
+    size_t live_before = nkt_alloc_live_bytes();
+
+    int victim = nkt_tcp_connect(&st->addr);
+    NKT_CHILD_ASSERT(victim >= 0);
+    static uint8_t buf[65536];
+    size_t got = 0;
+    while (got < sizeof buf) {
+        NKT_CHILD_ASSERT(pump_until_readable(st->loop, victim, 5000));
+        int r = nkt_read_some(victim, buf + got, sizeof buf - got, 0);
+        NKT_CHILD_ASSERT(r > 0);
+        got += (size_t)r;
+    }
+    NKT_CHILD_ASSERT(nkt_stream_check(0xb1, 0, buf, sizeof buf));
+    NKT_CHILD_ASSERT(b1.peak > (8u << 20)); /* most of it is queued */
+    nkt_close_rst(victim);
+
+    struct count_goal g = {&st->closes, 1};
+    NKT_CHILD_ASSERT(nkt_run_until(st->loop, reached, &g, 100000, 5000,
+                                   NULL) == 0);
+    NKT_CHILD_ASSERT(st->reasons[0] == -ECONNRESET ||
+                     st->reasons[0] == -EPIPE);
+    NKT_CHILD_ASSERT(b1.queued_at_close == 0);
+    NKT_CHILD_ASSERT(nkt_alloc_live_bytes() <= live_before + 1024);
+
+    /* A second client is still served. */
+    int other = nkt_tcp_connect(&st->addr);
+    NKT_CHILD_ASSERT(other >= 0);
+    NKT_CHILD_ASSERT(nkt_send_all(other, "still", 5) == 0);
+    char back[5];
+    size_t n = 0;
+    while (n < sizeof back) {
+        NKT_CHILD_ASSERT(pump_until_readable(st->loop, other, 5000));
+        int r = nkt_read_some(other, back + n, sizeof back - n, 0);
+        NKT_CHILD_ASSERT(r > 0);
+        n += (size_t)r;
+    }
+    NKT_CHILD_ASSERT(memcmp(back, "still", 5) == 0);
+    close(other);
+    g.want = 2;
+    NKT_CHILD_ASSERT(nkt_run_until(st->loop, reached, &g, 100000, 5000,
+                                   NULL) == 0);
+    nk_tcp_server_stats s;
+    nk_tcp_server_get_stats(st->srv, &s);
+    NKT_CHILD_ASSERT(s.closed_reset == 1);
+    NKT_CHILD_ASSERT(s.closed_eof == 1);
+    NKT_CHILD_ASSERT(st->closes == 2);
+    nk_tcp_server_free(st->srv);
+    NKT_CHILD_ASSERT(nk_loop_run(st->loop, NK_RUN_DEFAULT) == 0);
+    NKT_CHILD_ASSERT(nk_loop_free(st->loop) == 0);
+}
+
+static void test_b1_reset_mid_16mib_write_one_close_no_sigpipe(void **state)
+{
+    (void)state;
+    /* Exit 0: no SIGPIPE (it would be 128 + 13) and every check held. */
+    assert_int_equal(nkt_child(b1_child, NULL, NULL, true, 30000), 0);
+}
+
+/* ---- A4: huge length prefixes ---- */
+
+static void a4_case(const uint8_t prefix[4])
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.frame.kind = NK_FRAME_LENGTH32;
+    o.conn.frame.max_frame = 1u << 20;
+    srv_start(&st, &o);
+    /* A well-behaved connection that must keep working. */
+    int good = nkt_tcp_connect(&st.addr);
+    assert_true(good >= 0);
+    uint8_t ping[8] = {0, 0, 0, 4, 'p', 'i', 'n', 'g'};
+    echo_roundtrip(st.loop, good, ping, sizeof ping, "ping", 4);
+    int datas = st.datas;
+
+    size_t live_before = nkt_alloc_live_bytes(), live_peak = live_before;
+    int bad = nkt_tcp_connect(&st.addr);
+    assert_true(bad >= 0);
+    uint8_t first[8];
+    memcpy(first, prefix, 4);
+    memset(first + 4, 'A', 4); /* at most 4 bytes of payload */
+    assert_int_equal(nkt_send_all(bad, first, sizeof first), 0);
+    for (int i = 0; i < 100000 && st.closes == 0; i++) {
+        nk_loop_run(st.loop, NK_RUN_ONCE);
+        size_t live = nkt_alloc_live_bytes();
+        if (live > live_peak)
+            live_peak = live;
+    }
+    assert_int_equal(st.closes, 1);
+    assert_int_equal(st.reasons[0], NK_EFRAME_TOO_LARGE);
+    assert_int_equal(st.datas, datas); /* nothing delivered from it */
+    /* Then 1 MiB of 'A's (Redis desync): refused, nothing more read. */
+    fcntl(bad, F_SETFL, O_NONBLOCK);
+    static uint8_t as[1 << 20];
+    memset(as, 'A', sizeof as);
+    size_t sent = 0;
+    int err = 0;
+    for (int i = 0; i < 10000 && sent < sizeof as && !err; i++) {
+        ssize_t w = send(bad, as + sent, sizeof as - sent, MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        else if (errno != EAGAIN)
+            err = errno;
+        else
+            nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    }
+    assert_true(err == 0 || err == EPIPE || err == ECONNRESET);
+    for (int i = 0; i < 10; i++)
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+    /* No allocation of the announced size: the library's live bytes never
+     * grew by more than a read chunk. */
+    print_message("prefix %02x%02x%02x%02x: closed, live bytes grew %zu\n",
+                  prefix[0], prefix[1], prefix[2], prefix[3],
+                  live_peak - live_before);
+    assert_true(live_peak - live_before <= 2 * o.read_chunk);
+    assert_int_equal(st.closes, 1);
+    assert_int_equal(srv_stats(&st).closed_frame, 1);
+    echo_roundtrip(st.loop, good, ping, sizeof ping, "ping", 4);
+    close(bad);
+    close(good);
+    run_until_count(st.loop, &st.closes, 2, 5000);
+    srv_finish(&st);
+}
+
+static void test_a4_huge_length_prefix_closes_without_allocating(void **state)
+{
+    (void)state;
+    static const uint8_t prefixes[][4] = {
+        {0xff, 0xff, 0xff, 0xff},
+        {0x7f, 0xff, 0xff, 0xff},
+        {0x00, 0x10, 0x00, 0x01}, /* max_frame (1 MiB) + 1 */
+    };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        a4_case(prefixes[i]);
+}
+
+/* ---- A6: over-long line ---- */
+
+static void test_a6_overlong_line_closes_with_bounded_buffer(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.frame.kind = NK_FRAME_LINE;
+    o.conn.frame.max_line = 1024;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *c = st.last_conn;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    static uint8_t line[1 << 20];
+    memset(line, 'x', sizeof line);
+    size_t live_before = nkt_alloc_live_bytes(), live_peak = live_before;
+    size_t buffered_peak = 0, sent = 0;
+    int err = 0;
+    for (int i = 0; i < 100000 && st.closes == 0; i++) {
+        if (sent < sizeof line && !err) {
+            size_t n = sizeof line - sent < 4096 ? sizeof line - sent : 4096;
+            ssize_t w = send(fd, line + sent, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+            else if (errno != EAGAIN)
+                err = errno;
+        }
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        if (st.closes == 0) {
+            nk_tcp_conn_stats cs;
+            nk_tcp_conn_get_stats(c, &cs);
+            if (cs.buffered > buffered_peak)
+                buffered_peak = cs.buffered;
+        }
+        size_t live = nkt_alloc_live_bytes();
+        if (live > live_peak)
+            live_peak = live;
+    }
+    assert_int_equal(st.closes, 1);
+    assert_int_equal(st.reasons[0], NK_ELINE_TOO_LONG);
+    assert_int_equal(st.datas, 0);
+    print_message("A6: closed after %zu bytes sent; peak buffered %zu, live "
+                  "bytes grew %zu\n", sent, buffered_peak,
+                  live_peak - live_before);
+    assert_true(buffered_peak <= o.conn.frame.max_line + o.read_chunk);
+    assert_true(live_peak - live_before <=
+                o.conn.frame.max_line + 2 * o.read_chunk);
+    assert_true(sent < sizeof line || err == 0);
+    assert_int_equal(srv_stats(&st).closed_frame, 1);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* ---- D1: a client that never reads ---- */
+
+static void d1_bounded(bool hard_cap)
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.high_watermark = 256u << 10;
+    o.conn.low_watermark = 64u << 10;
+    if (hard_cap) /* below high watermark + one read: the cap is reached */
+        o.conn.max_queue = 128u << 10;
+    o.conn.on_drain = st_drain;
+    srv_start(&st, &o);
+    const size_t total = env_size("NK_TEST_D1_BYTES", 32u << 20);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *hog = st.last_conn;
+    /* Three other clients echo 1 MiB each meanwhile. */
+    int done = 0;
+    struct rawc others[3];
+    bool started = false;
+    static uint8_t buf[65536];
+    size_t sent = 0, got = 0, peak = 0;
+    bool mismatch = false, paused_seen = false;
+    int eagains = 0;
+    /* Phase 1: write without reading until the server stops reading. */
+    for (int i = 0; i < 200000 && sent < total && st.closes == 0; i++) {
+        size_t n = total - sent < sizeof buf ? total - sent : sizeof buf;
+        nkt_stream_fill(0xd1, sent, buf, n);
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+        if (w > 0)
+            sent += (size_t)w;
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        if (st.closes)
+            break;
+        nk_tcp_conn_stats cs;
+        nk_tcp_conn_get_stats(hog, &cs);
+        if (cs.queued > peak)
+            peak = cs.queued;
+        assert_true(cs.queued <= o.conn.high_watermark + o.read_chunk);
+        if (cs.reading_paused)
+            paused_seen = true;
+        if (w < 0 && cs.reading_paused && !started) {
+            for (int k = 0; k < 3; k++)
+                rawc_start(&others[k], st.loop, &st.addr, 0xd100u + (unsigned)k,
+                           1u << 20, true, &done);
+            started = true;
+        }
+        if (w < 0 && started && ++eagains > 50)
+            break;
+    }
+    if (hard_cap) {
+        run_until_count(st.loop, &st.closes, 1, 5000);
+        assert_int_equal(st.reasons[0], NK_EQUEUE_FULL);
+        assert_int_equal(srv_stats(&st).closed_queue, 1);
+        print_message("D1 hard cap: closed with %s after %zu bytes sent\n",
+                      nk_err_name(st.reasons[0]), sent);
+        close(fd);
+        srv_finish(&st);
+        return;
+    }
+    assert_true(paused_seen);
+    assert_true(started);
+    assert_true(srv_stats(&st).read_pauses >= 1);
+    /* The others complete while the hog still does not read. */
+    run_until_count(st.loop, &done, 3, 20000);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(others[k].end, 1);
+        assert_false(others[k].mismatch);
+        assert_int_equal(others[k].recvd, 1u << 20);
+        rawc_close(&others[k]);
+    }
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(hog, &cs);
+    assert_true(cs.reading_paused);
+    print_message("D1: paused with %zu bytes sent of %zu, peak queue %zu "
+                  "(bound %zu)\n", sent, total, peak,
+                  o.conn.high_watermark + o.read_chunk);
+    /* Phase 2: the hog reads; the transfer finishes byte-exact. */
+    bool shut = false;
+    for (long i = 0; i < 10000000 && got < total; i++) {
+        if (sent < total) {
+            size_t n = total - sent < sizeof buf ? total - sent : sizeof buf;
+            nkt_stream_fill(0xd1, sent, buf, n);
+            ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        } else if (!shut) {
+            shut = true;
+            assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        }
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r > 0) {
+            if (!nkt_stream_check(0xd1, got, buf, (size_t)r))
+                mismatch = true;
+            got += (size_t)r;
+        }
+        if (st.closes == 0) {
+            nk_tcp_conn_get_stats(hog, &cs);
+            if (cs.queued > peak)
+                peak = cs.queued;
+        }
+    }
+    assert_int_equal(got, total);
+    assert_false(mismatch);
+    assert_true(st.drains >= 1);
+    assert_true(peak <= o.conn.high_watermark + o.read_chunk);
+    assert_int_equal(nkt_expect_eof(fd, 5000), 0);
+    run_until_count(st.loop, &st.closes, 4, 5000);
+    nk_tcp_server_stats s = srv_stats(&st);
+    assert_int_equal(s.closed_eof, 4);
+    assert_int_equal(st.unbalanced, 0);
+    close(fd);
+    srv_finish(&st);
+}
+
+/* D1: 32 MiB by default (NK_TEST_D1_BYTES=104857600 for the row's
+ * 100 MiB). */
+static void test_d1_never_reading_client_bounded_others_served(void **state)
+{
+    (void)state;
+    d1_bounded(false);
+}
+
+static void test_d1_hard_queue_cap_closes_with_queue_full(void **state)
+{
+    (void)state;
+    d1_bounded(true);
+}
+
+int main(void)
+{
+    nkt_alloc_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_b1_reset_mid_16mib_write_one_close_no_sigpipe),
+        cmocka_unit_test(test_a4_huge_length_prefix_closes_without_allocating),
+        cmocka_unit_test(test_a6_overlong_line_closes_with_bounded_buffer),
+        cmocka_unit_test(test_d1_never_reading_client_bounded_others_served),
+        cmocka_unit_test(test_d1_hard_queue_cap_closes_with_queue_full),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
