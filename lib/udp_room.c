@@ -322,6 +322,9 @@ void nk_udp_room_get_stats(const nk_udp_room *room, nk_udp_room_stats *out)
     *out = room->core.stats;
     out->table_probes = room->core.table.probes;
     out->table_max_probe = room->core.table.max_probe;
+    /* The fan-out set is sized by the cap too, built once at open. */
+    out->memory += room->opts.max_members *
+                   (sizeof *room->msgs + sizeof *room->dst);
 }
 
 int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
