@@ -41,8 +41,8 @@ static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
 {
     (void)room;
     (void)user;
-    fprintf(stderr, "join %s (%zu members)\n", ex_addr_str(ev->addr),
-            ev->members);
+    fprintf(stderr, "join %s (%zu member%s)\n", ex_addr_str(ev->addr),
+            ev->members, ev->members == 1 ? "" : "s");
 }
 
 static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
@@ -50,8 +50,8 @@ static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
 {
     (void)room;
     (void)user;
-    fprintf(stderr, "leave %s: %s (%zu members)\n", ex_addr_str(ev->addr),
-            reason_text(ev->reason), ev->members);
+    fprintf(stderr, "leave %s: %s (%zu member%s)\n", ex_addr_str(ev->addr),
+            reason_text(ev->reason), ev->members, ev->members == 1 ? "" : "s");
 }
 
 /* Called before each relay: here it only logs; returning NK_ROOM_DROP
