@@ -61,7 +61,8 @@ static int tcp_part(void)
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int cs = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (ls < 0 || cs < 0 || bind(ls, (struct sockaddr *)&a, alen) < 0 ||
-        listen(ls, 1) < 0 || getsockname(ls, (struct sockaddr *)&a, &alen) < 0 ||
+        listen(ls, 1) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &alen) < 0 ||
         connect(cs, (struct sockaddr *)&a, alen) < 0)
         return fail("tcp setup", -errno);
     int ss = accept(ls, NULL, NULL);

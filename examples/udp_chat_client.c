@@ -171,7 +171,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    rc = nk_loop_run(c.loop, NK_RUN_DEFAULT); /* until linger ends or a signal */
+    /* Until the linger time after the end of input, or a signal. */
+    rc = nk_loop_run(c.loop, NK_RUN_DEFAULT);
 
     nk_io_stop(c.input);
     nk_timer_stop(c.linger);

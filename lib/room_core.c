@@ -17,7 +17,8 @@
 
 /* Control datagrams start with a NUL byte, which no text chat line has. */
 static const uint8_t magic_hello[8] = {0, 'n', 'k', 'r', 'o', 'o', 'm', 'H'};
-static const uint8_t magic_challenge[8] = {0, 'n', 'k', 'r', 'o', 'o', 'm', 'C'};
+static const uint8_t magic_challenge[8] = {0, 'n', 'k', 'r',
+                                           'o', 'o', 'm', 'C'};
 static const uint8_t magic_answer[8] = {0, 'n', 'k', 'r', 'o', 'o', 'm', 'R'};
 
 static const nk_addr *member_key(const void *ctx, uint32_t value)
@@ -40,12 +41,14 @@ static void emit(struct nk__room_core *c, enum nk__room_event_kind kind,
     c->sink(c->sink_ctx, &ev);
 }
 
-int nk__room_core_init(struct nk__room_core *c, const struct nk__room_config *cfg,
+int nk__room_core_init(struct nk__room_core *c,
+                       const struct nk__room_config *cfg,
                        const uint8_t secret[32], nk__room_sink sink,
                        void *sink_ctx)
 {
     if (c == NULL || cfg == NULL || cfg->max_members == 0 ||
-        cfg->max_members > ((size_t)1 << 20) || cfg->leave_len >= sizeof cfg->leave)
+        cfg->max_members > ((size_t)1 << 20) ||
+        cfg->leave_len >= sizeof cfg->leave)
         return NK_EINVAL;
     memset(c, 0, sizeof *c);
     c->cfg = *cfg;
@@ -83,8 +86,9 @@ int nk__room_core_init(struct nk__room_core *c, const struct nk__room_config *cf
         nk__room_core_free(c);
         return -ENOMEM;
     }
-    c->stats.memory = cfg->max_members * (sizeof *c->members + sizeof *c->targets) +
-                      nk__room_table_bytes(&c->table);
+    c->stats.memory =
+        cfg->max_members * (sizeof *c->members + sizeof *c->targets) +
+        nk__room_table_bytes(&c->table);
     return 0;
 }
 
@@ -285,7 +289,8 @@ static bool is_self(const struct nk__room_core *c, const nk_addr *in)
     return IN6_IS_ADDR_LOOPBACK(&src->u.v6.sin6_addr);
 }
 
-static bool is_leave(const struct nk__room_core *c, const uint8_t *d, size_t len)
+static bool is_leave(const struct nk__room_core *c, const uint8_t *d,
+                     size_t len)
 {
     size_t n = c->cfg.leave_len;
     if (n == 0)

@@ -131,7 +131,8 @@ struct nk__room_core {
 
 /* @secret: 32 bytes (table key, cookie key), or NULL for random ones.
  * 0, NK_EINVAL, -ENOMEM, -errno. */
-int nk__room_core_init(struct nk__room_core *c, const struct nk__room_config *cfg,
+int nk__room_core_init(struct nk__room_core *c,
+                       const struct nk__room_config *cfg,
                        const uint8_t secret[32], nk__room_sink sink,
                        void *sink_ctx);
 void nk__room_core_free(struct nk__room_core *c);
@@ -150,7 +151,8 @@ size_t nk__room_targets(struct nk__room_core *c, const nk_addr *sender,
                         size_t len, const uint32_t **out);
 
 /* The address of member @idx. */
-const nk_addr *nk__room_member_addr(const struct nk__room_core *c, uint32_t idx);
+const nk_addr *nk__room_member_addr(const struct nk__room_core *c,
+                                    uint32_t idx);
 
 /* A delivery to @dst failed with @err (negative): count it; a refusal
  * (-ECONNREFUSED and friends, or an ICMP report) counts toward removal. */

@@ -161,7 +161,8 @@ static void on_datagram(nk_udp_room *r, const nk_udp_recv_event *ev)
     nk__room_input(&r->core, &from, ev->data, ev->len, ev->size, ev->truncated,
                    nk_loop_now(r->loop), &act);
     if (act.reply_len > 0) {
-        int rc = nk_udp_endpoint_send_to(r->ep, act.reply, act.reply_len, &from);
+        int rc =
+            nk_udp_endpoint_send_to(r->ep, act.reply, act.reply_len, &from);
         if (rc < 0)
             nk__room_delivery_failed(&r->core, &from, rc);
     }
