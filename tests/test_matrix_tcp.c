@@ -10,9 +10,13 @@
 #include "nkt_alloc.h"
 #include "nkt_proc.h"
 
-static size_t env_size(const char *name, size_t dflt)
+/* Environment override of a default size; under valgrind the default is
+ * @slow instead. */
+static size_t env_size(const char *name, size_t dflt, size_t slow)
 {
     const char *v = getenv(name);
+    if (nkt_under_valgrind())
+        dflt = slow;
     if (!v || !*v)
         return dflt;
     char *end;
@@ -306,7 +310,7 @@ static void d1_bounded(bool hard_cap)
         o.conn.max_queue = 128u << 10;
     o.conn.on_drain = st_drain;
     srv_start(&st, &o);
-    const size_t total = env_size("NK_TEST_D1_BYTES", 32u << 20);
+    const size_t total = env_size("NK_TEST_D1_BYTES", 32u << 20, 4u << 20);
     int fd = nkt_tcp_connect(&st.addr);
     assert_true(fd >= 0);
     int small = 64 * 1024;
