@@ -315,15 +315,20 @@ static void test_room_ttl_expiry_by_timer(void **state)
     room_down(&f);
 }
 
-/* D2 (scaled down): 2000 distinct sources, one socket at a time, against a
- * cap of 16: members never exceed the cap, each newcomer is either joined
- * or counted as rejected, and the first member keeps being served. */
+/* D2 and D3: 2300 distinct sources (100300 with NKT_ROOM_FLOOD=100000),
+ * one socket at a time, against a cap of 16 with a rate limit on: members
+ * (and with them the limiter's buckets) never exceed the cap, memory stays
+ * flat, each newcomer is joined or counted as rejected, and the first
+ * member keeps being served. */
 static void test_room_member_cap_under_flood(void **state)
 {
     (void)state;
     nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
     o.max_members = 16;
     o.unreachable_limit = 0;
+    /* D3: the rate limiter lives in the member entries, so the same flood
+     * cannot grow it either. */
+    o.rate_limit = 5;
     struct fx f;
     room_up(&f, "[::]:0", &o);
     f.addr = addr_of("127.0.0.1:0");
