@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 
+#include "nkt_alloc.h"
 #include "nkt_proc.h"
 
 /* Environment override of a default count; under valgrind (some fifty
@@ -209,11 +210,8 @@ static void c1_cb(nk_io *io, unsigned ev, void *user)
 /* C1. 1000 clients x 1 MiB by default, as the row says
  * (NK_TEST_C1_CLIENTS=10000 for the large run; NK_TEST_C1_BYTES to change
  * the size). Sources spread over 127.0.0.2-127.0.0.50. */
-static void test_c1_thousand_clients_byte_exact(void **state)
+static void c1_run(size_t n, size_t bytes)
 {
-    (void)state;
-    size_t n = env_size("NK_TEST_C1_CLIENTS", 1000, 100);
-    size_t bytes = env_size("NK_TEST_C1_BYTES", 1u << 20, 16u << 10);
     rlim_t lim = nofile_to_hard();
     if (lim < 2 * n + 64) {
         print_message("skipped: RLIMIT_NOFILE hard limit %llu < %zu needed "
@@ -433,11 +431,8 @@ static void c2_cb(nk_io *io, unsigned ev, void *user)
 /* C2. 100 clients x 100 messages of 0..64 KiB by default
  * (NK_TEST_C2_MESSAGES=10000 for the row's figure: 100 x 10 000 messages
  * averaging 32 KiB is 32 GiB each way, far beyond CI's budget). */
-static void test_c2_framed_echo_random_splits_in_order(void **state)
+static void c2_run(size_t n, size_t msgs)
 {
-    (void)state;
-    size_t n = env_size("NK_TEST_C2_CLIENTS", 100, 20);
-    size_t msgs = env_size("NK_TEST_C2_MESSAGES", 100, 10);
     if (msgs < 2)
         msgs = 2;
     if (nofile_to_hard() < 2 * n + 64) {
@@ -561,11 +556,9 @@ static int recv_ovfl(int fd, void *buf, size_t len, uint32_t *ovfl)
  * must equal exactly the room's own drop counters plus the receivers'
  * socket drop counters (SO_RXQ_OVFL). /proc/net/snmp's UdpRcvbufErrors is
  * machine-wide (other tests run concurrently), so it only bounds them. */
-static void test_c3_room_fanout_every_loss_accounted(void **state)
+static void c3_run(size_t rounds)
 {
-    (void)state;
     enum { M = 100 };
-    size_t rounds = env_size("NK_TEST_C3_ROUNDS", 100, 5);
     struct c3 c = {0};
     assert_int_equal(nk_loop_new(&c.loop), 0);
     nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
@@ -674,12 +667,71 @@ static void test_c3_room_fanout_every_loss_accounted(void **state)
     assert_int_equal(nk_loop_free(c.loop), 0);
 }
 
+static void test_c1_thousand_clients_byte_exact(void **state)
+{
+    (void)state;
+    c1_run(env_size("NK_TEST_C1_CLIENTS", 1000, 100),
+           env_size("NK_TEST_C1_BYTES", 1u << 20, 16u << 10));
+}
+
+static void test_c2_framed_echo_random_splits_in_order(void **state)
+{
+    (void)state;
+    c2_run(env_size("NK_TEST_C2_CLIENTS", 100, 20),
+           env_size("NK_TEST_C2_MESSAGES", 100, 10));
+}
+
+static void test_c3_room_fanout_every_loss_accounted(void **state)
+{
+    (void)state;
+    c3_run(env_size("NK_TEST_C3_ROUNDS", 100, 5));
+}
+
+/* C5, the soak: only when scripts/soak sets NK_TEST_SOAK_SECONDS (it is
+ * not part of CI). A random mix of C1, C2 and C3 at moderate sizes, over
+ * and over in one process; after every run the process's descriptor count
+ * and the library's live heap bytes must be back at their baseline. */
+static void test_c5_soak_random_mix_counters_flat(void **state)
+{
+    (void)state;
+    const char *env = getenv("NK_TEST_SOAK_SECONDS");
+    if (!env || !*env) {
+        print_message("skipped: C5 is the soak, run by scripts/soak "
+                      "(NK_TEST_SOAK_SECONDS), not by CI\n");
+        skip();
+    }
+    uint64_t seconds = strtoull(env, NULL, 10);
+    uint64_t end = nkt_now_ms() + seconds * 1000u;
+    uint64_t x = env_size("NK_TEST_SOAK_SEED", 5, 5);
+    (void)nofile_to_hard();
+    int fds = nkt_fd_count();
+    size_t live = nkt_alloc_live_bytes();
+    unsigned runs[3] = {0, 0, 0};
+    while (nkt_now_ms() < end) {
+        unsigned pick = (unsigned)(c2_next(&x) % 3);
+        if (pick == 0)
+            c1_run(50 + c2_next(&x) % 500, 1 + c2_next(&x) % (512u << 10));
+        else if (pick == 1)
+            c2_run(10 + c2_next(&x) % 90, 2 + c2_next(&x) % 60);
+        else
+            c3_run(1 + c2_next(&x) % 50);
+        runs[pick]++;
+        assert_int_equal(nkt_fd_count(), fds);
+        assert_int_equal(nkt_alloc_live_bytes(), live);
+        print_message("soak: %u C1, %u C2, %u C3 runs; fds %d, library "
+                      "live bytes %zu\n", runs[0], runs[1], runs[2], fds,
+                      live);
+    }
+}
+
 int main(void)
 {
+    nkt_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_c1_thousand_clients_byte_exact),
         cmocka_unit_test(test_c2_framed_echo_random_splits_in_order),
         cmocka_unit_test(test_c3_room_fanout_every_loss_accounted),
+        cmocka_unit_test(test_c5_soak_random_mix_counters_flat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
