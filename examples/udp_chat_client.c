@@ -23,7 +23,7 @@
 static const char *usage_text =
     "udp_chat_client [--help] [--linger MS] [HOST:PORT]";
 
-#define KEEPALIVE_MS 60000 /* well inside a room's default 5-minute TTL */
+#define KEEPALIVE_MS 15000 /* inside any TTL of 15 s or more */
 
 struct chat {
     nk_loop *loop;

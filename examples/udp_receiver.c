@@ -19,7 +19,7 @@
 static const char *usage_text =
     "udp_receiver [--help] [--count N] [HOST:PORT]";
 
-#define KEEPALIVE_MS 60000 /* well inside a room's default 5-minute TTL */
+#define KEEPALIVE_MS 15000 /* inside any TTL of 15 s or more */
 
 static long count;         /* 0: no limit */
 static unsigned long printed;

@@ -87,7 +87,10 @@ typedef struct nk_udp_room_opts {
     bool echo_sender;
     /** Most members at once (1 to 1048576). Default 1024. */
     size_t max_members;
-    /** A member silent this long leaves; 0 never. Default 300000 (5 min). */
+    /** A member silent this long leaves; 0 never. Default 1800000 (30 min):
+     * long enough for a classic listen-only client (which sends once, then
+     * only receives) to stay through a session, while a forged or vanished
+     * address is not relayed to for ever. */
     uint32_t member_ttl_ms;
     /** Largest datagram relayed (1 to 65507); larger ones are dropped and
      * counted. Default 65507. */
@@ -120,7 +123,7 @@ typedef struct nk_udp_room_opts {
 /** @brief Default room options. */
 #define NK_UDP_ROOM_OPTS_INIT                                                 \
     {                                                                         \
-        .echo_sender = true, .max_members = 1024, .member_ttl_ms = 300000,    \
+        .echo_sender = true, .max_members = 1024, .member_ttl_ms = 1800000,   \
         .max_datagram = 65507, .relay_empty = false, .leave_message = NULL,   \
         .rate_limit = 0, .rate_burst = 0, .validate = false,                  \
         .amplification = 3, .unreachable_limit = 3, .fanout_batch = 256,      \
