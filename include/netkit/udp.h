@@ -57,7 +57,10 @@ typedef struct nk_udp_endpoint_opts {
      * are delivered truncated and flagged. Default 65536: nothing is
      * truncated. */
     size_t max_datagram;
-    /** Datagrams per receive system call (1 to 1024). Default 32. */
+    /** Datagrams per receive system call (1 to 1024). Default 32. The
+     * endpoint reserves recv_batch x max_datagram bytes of buffer (2 MiB by
+     * default; pages are touched only as datagrams fill them): lower
+     * either for many small endpoints. */
     unsigned recv_batch;
     /** Datagrams per send system call in nk_udp_endpoint_send_batch()
      * (1 to 1024). Default 256. */
