@@ -5,7 +5,8 @@
  * empty and oversized datagrams (A1 sizes over IPv4 and IPv6, A3, D7),
  * a dead member (B15), relaying without allocation, fan-out accounting (C3),
  * validation and the amplification budget (D4), close from a hook (B14),
- * forged self and room-to-room reflection (D6, with raw sockets). */
+ * a spoofed join (D5) and forged self and room-to-room reflection (D6),
+ * with raw sockets. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -861,6 +862,58 @@ static void test_room_self_and_loop_reflection(void **state)
     room_down(&a);
 }
 
+/* D5: a join forged (raw socket) from another address. Validated room:
+ * that address gets no more than 3x the forged bytes (here: only the
+ * challenge), whatever the members say. Open room: it is a member, and
+ * the stats show it as unvalidated. A socket bound at the forged address
+ * observes what the room sends there. */
+static void test_room_spoofed_join(void **state)
+{
+    (void)state;
+    for (int validate = 1; validate >= 0; validate--) {
+        nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+        o.validate = validate;
+        struct fx f;
+        room_up(&f, "127.0.0.1:0", &o);
+        int victim = peer_on("127.0.0.77:0");
+        nk_addr va;
+        assert_int_equal(nkt_sock_name(victim, &va), 0);
+        int rc = forge_udp(&va, &f.addr, "register", 8);
+        if (rc == -EPERM || rc == -EACCES) {
+            close(victim);
+            room_down(&f);
+            print_message("raw sockets not permitted (%s): skipped\n",
+                          nk_strerror(rc));
+            skip();
+        }
+        assert_int_equal(rc, 0);
+        f.want_in = 1;
+        assert_int_equal(nkt_run_until(f.loop, got_in, &f, MAX_ITERS, WAIT_MS,
+                                       NULL), 0);
+        int m = peer_on("127.0.0.1:0");
+        for (int i = 0; i < 20; i++)
+            say(&f, m, "a chat line", 11);
+        size_t bytes = 0;
+        char buf[64];
+        int n;
+        while ((n = nkt_udp_recv(victim, buf, sizeof buf, 0, NULL)) >= 0)
+            bytes += (size_t)n;
+        nk_udp_room_member_info mi;
+        assert_int_equal(nk_udp_room_member(f.room, &va, &mi), 0);
+        assert_false(mi.validated);
+        assert_int_equal(stats(&f).unvalidated, 2); /* m never answered */
+        if (validate) {
+            assert_int_equal(bytes, NK_ROOM_COOKIE_MSG_LEN); /* <= 3 x 8 */
+            assert_true(mi.bytes_out <= 3 * mi.bytes_in);
+        } else {
+            assert_int_equal(bytes, 8 + 20 * 11); /* exposed until its TTL */
+        }
+        close(m);
+        close(victim);
+        room_down(&f);
+    }
+}
+
 static void test_room_bad_arguments(void **state)
 {
     (void)state;
@@ -911,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_room_fanout_accounting),
         cmocka_unit_test(test_room_open_mode_exposure_ends_with_ttl),
         cmocka_unit_test(test_room_self_and_loop_reflection),
+        cmocka_unit_test(test_room_spoofed_join),
         cmocka_unit_test(test_room_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
