@@ -387,6 +387,14 @@ static void test_addr_resolve_localhost_gives_loopback(void **state)
 {
     (void)state;
     nk_addr a;
+    /* A machine without /etc/hosts (a bare chroot) may have no name for
+     * localhost at all: then there is nothing to compare against. */
+    struct addrinfo *res = NULL;
+    if (getaddrinfo("localhost", NULL, NULL, &res) != 0) {
+        printf("skip: this system does not resolve \"localhost\"\n");
+        skip();
+    }
+    freeaddrinfo(res);
     assert_int_equal(nk_addr_resolve("localhost:80", AF_UNSPEC, &a), 0);
     assert_int_equal(nk_addr_port(&a), 80);
     if (nk_addr_family(&a) == AF_INET)

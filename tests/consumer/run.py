@@ -74,6 +74,7 @@ class Install:
         self.prefix = self.dest(args.prefix)
         self.libdir = self.dest(os.path.join(args.prefix, args.libdir))
         self.includedir = self.dest(os.path.join(args.prefix, args.includedir))
+        self.datadir = self.dest(os.path.join(args.prefix, args.datadir))
 
     def dest(self, path):
         return os.path.join(self.destdir, os.path.abspath(path).lstrip('/'))
@@ -234,7 +235,7 @@ def check_cmake(a, tmp):
         log('# SKIP cmake is not installed')
         return SKIP
     inst = Install(a, tmp)
-    config = os.path.join(inst.libdir, 'cmake', 'netkit')
+    config = os.path.join(inst.datadir, 'cmake', 'netkit')
     check(os.path.isfile(os.path.join(config, 'netkitConfig.cmake'))
           and os.path.isfile(os.path.join(config, 'netkitConfigVersion.cmake')),
           'netkitConfig.cmake and netkitConfigVersion.cmake are installed')
@@ -349,6 +350,7 @@ def main():
     ap.add_argument('--prefix', required=True)
     ap.add_argument('--libdir', required=True)
     ap.add_argument('--includedir', required=True)
+    ap.add_argument('--datadir', default='share')
     ap.add_argument('--version', required=True)
     ap.add_argument('--sanitize', default='none')
     a = ap.parse_args()
