@@ -11,12 +11,16 @@ METRICS = [
     ("tcp_", "msgs_per_s", "messages/s", True),
     ("udp_", "msgs_per_s", "replies/s", True),
     ("room_", "deliveries_per_s", "deliveries/s", True),
-    ("cg_", "ir_per_msg", "instructions per message (callgrind)", False),
+    ("cg_", "ir_per_msg", "user-space instructions per message (callgrind)", False),
     ("syscalls_", "syscalls_per_msg", "system calls per message (perf)", False),
 ]
 
 
 def metric_for(sc):
+    if sc.startswith("cg_room"):
+        return "ir_per_msg", "user-space instructions per delivery (callgrind)", False
+    if sc.startswith("cg_udp"):
+        return "ir_per_msg", "user-space instructions per datagram echoed (callgrind)", False
     if sc.startswith("syscalls_room"):
         return "syscalls_per_msg", "system calls per delivery (perf)", False
     if sc.startswith("room_") and sc.endswith("_rate"):
