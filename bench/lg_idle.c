@@ -126,5 +126,7 @@ int lg_run_idle(const struct lg_opts *o)
     lg_result_end();
     for (int i = 0; i < o->conns; i++)
         close(c[i].fd);
+    close(ep);
+    free(c);
     return closed ? 1 : 0;
 }
