@@ -121,10 +121,19 @@ def main(path):
     print("# libnetkit benchmark results\n")
     print(f"- date: {meta.get('date', '?')}")
     print(f"- machine: {meta.get('machine', '?')}")
+    if "load" in meta:
+        print(f"- load average at the start (the machine is shared): {meta['load']}")
     print(f"- command: `{meta.get('command', 'scripts/bench')}`")
     print("- rerun: `scripts/setup bench && scripts/bench` (`--smoke` for a quick "
           "correctness check, `--help` for options)\n")
-    print("Median over rounds, min-max in brackets; ratio = server / libnetkit "
+    print("Servers: `libnetkit` is the bench server on the public API doing the "
+          "peers' exact job (bench/nk_*.c); `nk_example` is the shipped example "
+          "(its own uppercasing and logging included); `epoll`, `libuv`, "
+          "`libevent`, `mmsg`, `plain`, `sendto` are the peers (bench/peer_*.c). "
+          "Server on CPU 0, load generator on CPU 1, a fresh server per run, "
+          "servers alternating within each round.\n")
+    targets(runs)
+    print("Median over rounds with the min-max range; ratio = server / libnetkit "
           "(for /s metrics above 1 means faster than libnetkit; for costs, "
           "above 1 means it costs more). CPU = server CPU time over the "
           "measured interval, from /proc/PID/task/*/schedstat (user-space "
@@ -167,7 +176,6 @@ def main(path):
             print(f"| {name} | {fmt(m * scale if m is not None else None)} | {mm} | "
                   f"{fmt(ratio)} | {fmt(c)} | {fmt(cratio)} | {', '.join(notes)} |")
         print()
-    targets(runs)
     print("## Commands\n")
     print("Each run starts a fresh server (PORT and PID vary per run).\n")
     print("```")
