@@ -8,22 +8,27 @@
  * (a newcomer to a full room is refused and counted; members are never
  * pushed out by strangers), drops members whose port is gone, and can ask
  * newcomers to prove their address (--validate) so it cannot be used to
- * flood a forged address. Every message is relayed to every member, the
- * sender too unless --no-echo-sender; the seed's own clients, `register`
- * included, work against it unchanged. Messages go to stdout with their
- * sender, joins and leaves to stderr.
+ * flood a forged address. --rate-limit caps what one member may send per
+ * second, and --leave names a text that makes its sender leave. Every
+ * message is relayed to every member, the sender too unless
+ * --no-echo-sender; the seed's own clients, `register` included, work
+ * against it unchanged. Messages go to stdout with their sender, joins and
+ * leaves to stderr.
  *
  * usage: udp_room_server [--no-echo-sender] [--max-members N]
- *        [--member-ttl SEC] [--validate] [HOST:PORT]   (127.0.0.1:8848)
+ *        [--member-ttl SEC] [--validate] [--rate-limit N] [--leave TEXT]
+ *        [HOST:PORT]   (127.0.0.1:8848)
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "example.h"
 
 static const char *usage_text =
     "udp_room_server [--help] [--no-echo-sender] [--max-members N] "
-    "[--member-ttl SEC] [--validate] [HOST:PORT]";
+    "[--member-ttl SEC] [--validate] [--rate-limit N] [--leave TEXT] "
+    "[HOST:PORT]";
 
 static const char *reason_text(nk_room_leave_reason r)
 {
@@ -76,6 +81,8 @@ int main(int argc, char **argv)
         {"max-members", required_argument, NULL, 'm'},
         {"member-ttl", required_argument, NULL, 't'},
         {"validate", no_argument, NULL, 'v'},
+        {"rate-limit", required_argument, NULL, 'r'},
+        {"leave", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -90,6 +97,10 @@ int main(int argc, char **argv)
             opts.max_members = (size_t)n;
         else if (opt == 't' && ex_parse_number(optarg, 0, 86400, &n))
             opts.member_ttl_ms = (uint32_t)n * 1000; /* 0: never expire */
+        else if (opt == 'r' && ex_parse_number(optarg, 0, 1000000, &n))
+            opts.rate_limit = (uint32_t)n; /* per second per member; 0: off */
+        else if (opt == 'l' && optarg[0] != '\0' && strlen(optarg) < 64)
+            opts.leave_message = optarg;
         else
             ex_usage(usage_text, false);
     }

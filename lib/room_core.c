@@ -425,6 +425,12 @@ void nk__room_input(struct nk__room_core *c, const nk_addr *src,
     m->bytes_in += size;
     m->refused = 0;
 
+    /* Leaving sends nothing, so the rate limit does not hold it back. */
+    if (!oversize && is_leave(c, d, len)) {
+        remove_index(c, i, NK_ROOM_LEAVE_MESSAGE);
+        out->verdict = NK__ROOM_CONSUMED;
+        return;
+    }
     if (!rate_ok(c, m, now)) {
         drop(c, out, NK_ROOM_DROP_RATE);
         return;
@@ -454,11 +460,6 @@ void nk__room_input(struct nk__room_core *c, const nk_addr *src,
     if (size == 0 && !c->cfg.relay_empty) {
         maybe_challenge(c, m, now, out);
         drop(c, out, NK_ROOM_DROP_EMPTY);
-        return;
-    }
-    if (is_leave(c, d, len)) {
-        remove_index(c, i, NK_ROOM_LEAVE_MESSAGE);
-        out->verdict = NK__ROOM_CONSUMED;
         return;
     }
     maybe_challenge(c, m, now, out);

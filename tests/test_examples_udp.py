@@ -107,6 +107,7 @@ def test_usage():
         rc, _, err = run([exe, "--bogus"])
         check(rc == 2 and "usage:" in err, name + " --bogus: exit 2")
     for args in ([ROOM, "--max-members", "0"], [ROOM, "--member-ttl", "x"],
+                 [ROOM, "--rate-limit", "-5"], [ROOM, "--leave", ""],
                  [RECEIVER, "--count", "-1"], [CHAT, "--linger", "soon"],
                  [UPPER_CLIENT, "--timeout", "1e3"], [SENDER, "[::1"],
                  [UPPER_SERVER, "a:b:c"], [BOUNDARIES, "extra"]):
@@ -256,6 +257,20 @@ def test_room_options():
     check("1 newcomers refused" in err, "refused newcomer counted")
     for s in (a, b, x):
         s.close()
+
+    room, port = start_server(ROOM, "--leave", "bye", "--rate-limit", "1")
+    a = seed_socket()
+    a.sendto(b"first", ("127.0.0.1", port))
+    check(a.recvfrom(1024)[0] == b"first", "rate limit: the first is relayed")
+    a.sendto(b"second", ("127.0.0.1", port))  # over 1 per second
+    a.sendto(b"bye", ("127.0.0.1", port))
+    lines = read_until(room.stderr, "said leave", timeout=5)
+    check(lines is not None, "--leave bye: the member leaves")
+    check(stop(room) == 0, "udp_room_server exits 0")
+    out = room.stdout.read().decode()
+    check(": first" in out and ": second" not in out,
+          "--rate-limit 1: the second message in a second is not relayed")
+    a.close()
 
     room, port = start_server(ROOM, "--member-ttl", "1")
     m = seed_socket()

@@ -17,9 +17,9 @@
  * | truncated, or over `max_datagram`     | dropped (NK_ROOM_DROP_OVERSIZE); a newcomer does not join |
  * | from a newcomer, room full            | dropped (NK_ROOM_DROP_FULL), `rejected` counted; members are never evicted for a stranger |
  * | from a newcomer                       | joins (on_join), then as below           |
+ * | equal to `leave_message`              | the member leaves (on_leave), not relayed|
  * | over the member's rate limit          | dropped (NK_ROOM_DROP_RATE)              |
  * | empty                                 | refreshes the member, not relayed (NK_ROOM_DROP_EMPTY) unless `relay_empty` |
- * | equal to `leave_message`              | the member leaves (on_leave), not relayed|
  * | a hello or cookie reply (see below)   | consumed, not relayed                    |
  * | anything else                         | on_message, then relayed                 |
  *
