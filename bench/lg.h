@@ -53,11 +53,14 @@ uint64_t lg_hist_pct(const struct lg_hist *h, double q);
 struct lg_cpu {
     uint64_t ns;
     unsigned long user_ticks, sys_ticks;
+    uint64_t self_ns; /* the load generator's own CPU time */
 };
 struct lg_cpu lg_srv_cpu(pid_t pid);
-/* Add srv_cpu_ns_per_msg and srv_user_pct for @msgs between @a and @b. */
+/* Add srv_cpu_ns_per_msg and srv_user_pct for @msgs between @a and @b, and
+ * how busy the server and the load generator were over those @secs (both
+ * well under 100% means the machine's other work held them back). */
 void lg_result_cpu(const struct lg_opts *o, const struct lg_cpu *a, const struct lg_cpu *b,
-                   double msgs);
+                   double msgs, double secs);
 /* Server memory in KiB: Private_Dirty and Rss from smaps_rollup. */
 bool lg_srv_mem_kib(pid_t pid, long *priv_dirty, long *rss);
 

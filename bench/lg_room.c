@@ -252,7 +252,7 @@ int lg_run_room(const struct lg_opts *o)
     uint64_t t0 = start + (uint64_t)(o->warmup * 1e9);
     uint64_t t1 = t0 + (uint64_t)(o->secs * 1e9), tend = t1;
     uint64_t last_expire = start, drain_deadline = 0;
-    struct lg_cpu cpu0 = {0, 0, 0}, cpu1 = cpu0;
+    struct lg_cpu cpu0 = {0, 0, 0, 0}, cpu1 = cpu0;
     double per_sender = o->rate / o->senders;
     for (;;) {
         uint64_t now = lg_now_ns();
@@ -314,7 +314,7 @@ int lg_run_room(const struct lg_opts *o)
                              : 0.0);
     lg_result_kv("late", "%llu", (unsigned long long)s->late);
     lg_result_latency(&s->hist);
-    lg_result_cpu(o, &cpu0, &cpu1, (double)s->deliveries);
+    lg_result_cpu(o, &cpu0, &cpu1, (double)s->deliveries, secs);
     uint64_t errors = s->errors + (s->deliveries == 0);
     lg_result_kv("errors", "%llu", (unsigned long long)errors);
     lg_result_end();

@@ -209,7 +209,7 @@ int lg_run_tcp(const struct lg_opts *o)
     lg_result_kv("msgs_per_s", "%.0f", msgs / secs);
     lg_result_kv("mb_per_s", "%.2f", msgs * o->size / secs / 1e6);
     lg_result_latency(&s->hist);
-    lg_result_cpu(o, &cpu0, &cpu1, msgs);
+    lg_result_cpu(o, &cpu0, &cpu1, msgs, secs);
     lg_result_kv("errors", "%llu", (unsigned long long)s->errors);
     lg_result_end();
     for (int i = 0; i < o->conns; i++)

@@ -184,7 +184,7 @@ int lg_run_udp(const struct lg_opts *o)
     uint64_t t0 = start + (uint64_t)(o->warmup * 1e9);
     uint64_t t1 = t0 + (uint64_t)(o->secs * 1e9), tend = 0;
     uint64_t sent0 = 0, sent1 = 0, last_expire = start;
-    struct lg_cpu cpu0 = {0, 0, 0}, cpu1 = cpu0;
+    struct lg_cpu cpu0 = {0, 0, 0, 0}, cpu1 = cpu0;
     for (int i = 0; i < o->conns; i++)
         fill(s, &s->u[i], start);
     for (;;) {
@@ -224,7 +224,7 @@ int lg_run_udp(const struct lg_opts *o)
     lg_result_kv("loss_pct", "%.3f", sent ? 100.0 * (double)s->lost / (double)sent : 0.0);
     lg_result_kv("late", "%llu", (unsigned long long)s->late);
     lg_result_latency(&s->hist);
-    lg_result_cpu(o, &cpu0, &cpu1, (double)s->replies);
+    lg_result_cpu(o, &cpu0, &cpu1, (double)s->replies, secs);
     uint64_t errors = s->errors + (s->replies == 0);
     lg_result_kv("errors", "%llu", (unsigned long long)errors);
     lg_result_end();

@@ -117,7 +117,10 @@ static uint64_t schedstat_ns(pid_t pid)
 
 struct lg_cpu lg_srv_cpu(pid_t pid)
 {
-    struct lg_cpu c = {0, 0, 0};
+    struct lg_cpu c = {0, 0, 0, 0};
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+        c.self_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     if (pid <= 0)
         return c;
     stat_ticks(pid, &c.user_ticks, &c.sys_ticks);
@@ -129,10 +132,14 @@ struct lg_cpu lg_srv_cpu(pid_t pid)
 }
 
 void lg_result_cpu(const struct lg_opts *o, const struct lg_cpu *a, const struct lg_cpu *b,
-                   double msgs)
+                   double msgs, double secs)
 {
+    if (secs > 0 && b->self_ns > a->self_ns)
+        lg_result_kv("lg_busy_pct", "%.0f", (double)(b->self_ns - a->self_ns) / secs / 1e7);
     if (o->pid <= 0 || b->ns <= a->ns || msgs <= 0)
         return;
+    if (secs > 0)
+        lg_result_kv("srv_busy_pct", "%.0f", (double)(b->ns - a->ns) / secs / 1e7);
     lg_result_kv("srv_cpu_ns_per_msg", "%.1f", (double)(b->ns - a->ns) / msgs);
     unsigned long u = b->user_ticks - a->user_ticks, s = b->sys_ticks - a->sys_ticks;
     if (u + s > 0)

@@ -164,7 +164,9 @@ def main(path):
             for extra, lab in (("p50_us", "p50 us"), ("p999_us", "p999 us"),
                                ("msgs_per_s", "msg/s"), ("loss_pct", "loss %"),
                                ("rss_kib_per_conn", "RSS KiB/conn"),
-                               ("srv_user_pct", "server user-space CPU %")):
+                               ("srv_user_pct", "server user-space CPU %"),
+                               ("srv_busy_pct", "server busy %"),
+                               ("lg_busy_pct", "loadgen busy %")):
                 if extra != key:
                     v = med(name, extra)[0]
                     if v is not None:
