@@ -215,8 +215,16 @@ static void join(struct rstate *s)
             lg_die("room: only %llu of %d receivers get messages (registration failed)",
                    (unsigned long long)s->probes_seen, o->receivers);
         if (now >= next_probe) {
+            /* A registration the relay dropped (its buffer full on a busy
+             * machine) is sent again; a repeated one is harmless. */
+            if (next_probe != 0) {
+                for (int r = 0; r < o->receivers; r++) {
+                    if (!s->seen[r])
+                        send(s->rfd[r], "register", 8, 0);
+                }
+            }
             send(s->snd[0].fd, "Probe", 5, 0);
-            next_probe = now + 50000000u;
+            next_probe = now + 100000000u;
         }
         poll_once(s, 10);
     }
