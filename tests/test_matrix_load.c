@@ -629,7 +629,7 @@ static int recv_ovfl(int fd, void *buf, size_t len, uint32_t *ovfl)
  * must equal exactly the room's own drop counters plus the receivers'
  * socket drop counters (SO_RXQ_OVFL). /proc/net/snmp's UdpRcvbufErrors is
  * machine-wide (other tests run concurrently), so it only bounds them. */
-static void c3_run(size_t rounds)
+static void c3_run(size_t rounds, int rcvbuf)
 {
     enum { M = 100 };
     struct c3 c = {0};
@@ -645,12 +645,14 @@ static void c3_run(size_t rounds)
     assert_int_equal(nk_udp_room_local_addr(c.room, &room), 0);
     static int p[M];
     static uint32_t drops_seen[M];
-    int big = 4 << 20, one = 1;
+    int one = 1;
     for (int i = 0; i < M; i++) {
         p[i] = nkt_udp_socket(AF_INET, NULL);
         assert_true(p[i] >= 0);
-        if (setsockopt(p[i], SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big))
-            (void)setsockopt(p[i], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+        if (setsockopt(p[i], SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,
+                       sizeof rcvbuf))
+            (void)setsockopt(p[i], SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+                             sizeof rcvbuf);
         assert_int_equal(setsockopt(p[i], SOL_SOCKET, SO_RXQ_OVFL, &one,
                                     sizeof one), 0);
         assert_int_equal(nkt_udp_sendto(p[i], "", 0, &room), 0);
@@ -757,7 +759,15 @@ static void test_c2_framed_echo_random_splits_in_order(void **state)
 static void test_c3_room_fanout_every_loss_accounted(void **state)
 {
     (void)state;
-    c3_run(env_size("NK_TEST_C3_ROUNDS", 100, 5));
+    c3_run(env_size("NK_TEST_C3_ROUNDS", 100, 5), 4 << 20);
+}
+
+/* C3 where losses happen: receivers with the smallest receive buffer drop
+ * most of each round, and every loss is still accounted for, exactly. */
+static void test_c3_small_buffers_losses_equal_drop_counters(void **state)
+{
+    (void)state;
+    c3_run(env_size("NK_TEST_C3_ROUNDS", 20, 3), 1);
 }
 
 /* C5, the soak: only when scripts/soak sets NK_TEST_SOAK_SECONDS (it is
@@ -787,7 +797,7 @@ static void test_c5_soak_random_mix_counters_flat(void **state)
         else if (pick == 1)
             c2_run(10 + c2_next(&x) % 90, 2 + c2_next(&x) % 60);
         else
-            c3_run(1 + c2_next(&x) % 50);
+            c3_run(1 + c2_next(&x) % 50, c2_next(&x) % 2 ? 4 << 20 : 1);
         runs[pick]++;
         assert_int_equal(nkt_fd_count(), fds);
         assert_int_equal(nkt_alloc_live_bytes(), live);
@@ -804,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_c1_thousand_clients_byte_exact),
         cmocka_unit_test(test_c2_framed_echo_random_splits_in_order),
         cmocka_unit_test(test_c3_room_fanout_every_loss_accounted),
+        cmocka_unit_test(test_c3_small_buffers_losses_equal_drop_counters),
         cmocka_unit_test(test_c5_soak_random_mix_counters_flat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
