@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <net/if.h>
 #include <sys/mman.h>
 #include <sys/un.h>
