@@ -459,11 +459,11 @@ static void test_d4_open_mode_attacker_dropped_after_ttl(void **state)
     assert_true(attacker_gone(&x));
     assert_true(nk_addr_equal(&x.last_left, &aa));
     assert_true(nkt_now_ms() - t0 >= o.member_ttl_ms);
-    print_message("D4 open: attacker sent 1 byte, got %zu bytes before its "
-                  "%u ms time-to-live ended (ratio %zu, last seen %llu:%llu)\n",
-                  to_attacker, o.member_ttl_ms, to_attacker,
-                  (unsigned long long)mi.bytes_out,
-                  (unsigned long long)mi.bytes_in);
+    unsigned long long in = mi.bytes_in, out = mi.bytes_out;
+    print_message("D4 open: attacker sent %llu byte(s), got %zu bytes before "
+                  "its %u ms time-to-live ended; member stats: %llu out, "
+                  "amplification %llux\n", in, to_attacker, o.member_ttl_ms,
+                  out, out / (in ? in : 1));
     assert_true(mi.bytes_in == 1);
     assert_true(mi.bytes_out >= 1);
     /* After the time-to-live nothing more goes to it. */
