@@ -555,8 +555,8 @@ static void d5_run(bool validate)
     assert_int_equal(nk_udp_room_member(x.room, &victim_addr, &mi), 0);
     assert_false(mi.validated);
     print_message("D5 %s: forged join of %zu bytes from 127.0.0.77:9; the "
-                  "victim received %zu bytes\n", validate ? "validated" : "open",
-                  sizeof hello, got);
+                  "victim received %zu bytes\n",
+                  validate ? "validated" : "open", sizeof hello, got);
     if (validate) {
         assert_true(got <= 3 * sizeof hello);
         assert_true(mi.bytes_out <= 3 * mi.bytes_in);
