@@ -443,6 +443,153 @@ static void test_d1_hard_queue_cap_closes_with_queue_full(void **state)
     d1_bounded(true);
 }
 
+/* ---- B2: graceful close while the peer is still sending ---- */
+
+static void b2_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct srv_state *st = user;
+    (void)d;
+    st->bytes += n;
+    if (st->datas++ == 0) {
+        assert_int_equal(nk_tcp_conn_send(c, "0123456789", 10), 0);
+        nk_tcp_conn_close(c);
+    }
+}
+
+/* The server replies 10 B and closes after the first chunk of a 1 MiB
+ * upload that is still arriving: the close drains the input instead of
+ * resetting, so the client gets the 10 B, then EOF, and its upload is
+ * never refused. */
+static void test_b2_close_while_peer_still_sends_reply_then_eof(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.on_data = b2_data;
+    o.read_chunk = 4096;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    static uint8_t up[1 << 20];
+    memset(up, 'u', sizeof up);
+    char reply[16];
+    size_t sent = 0, got = 0;
+    int eof = 0, err = 0;
+    for (int i = 0; i < 200000 && !(eof && sent == sizeof up) && !err; i++) {
+        if (sent < sizeof up) {
+            size_t n = sizeof up - sent < 8192 ? sizeof up - sent : 8192;
+            ssize_t w = send(fd, up + sent, n, MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+            else if (errno != EAGAIN)
+                err = errno;
+        }
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        ssize_t r = recv(fd, reply + got, sizeof reply - got, 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0)
+            eof = 1;
+        else if (errno != EAGAIN)
+            err = errno;
+    }
+    print_message("B2: %zu of %zu bytes sent, reply %zu bytes, eof %d, "
+                  "error %s\n", sent, sizeof up, got, eof,
+                  err ? strerror(err) : "none");
+    assert_int_equal(err, 0);
+    assert_int_equal(got, 10);
+    assert_memory_equal(reply, "0123456789", 10);
+    assert_int_equal(eof, 1);
+    assert_int_equal(sent, sizeof up);
+    close(fd);
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.reasons[0], 0);
+    srv_finish(&st);
+}
+
+/* ---- B4: the server writes after the peer closed ---- */
+
+struct b4 {
+    int results[3];
+    int closes, reason, eofs;
+};
+
+static void b4_eof(nk_tcp_conn *c, void *user)
+{
+    struct b4 *b = user;
+    static const char msg[] = "after your close";
+    b->eofs++;
+    /* Three sends, the first may still be taken by the kernel. */
+    for (int i = 0; i < 3; i++) {
+        b->results[i] = nk_tcp_conn_send(c, msg, sizeof msg);
+        /* Give the peer's RST a chance to come back between sends. */
+        struct pollfd pf = {.fd = nk_tcp_conn_fd(c), .events = POLLIN};
+        if (pf.fd >= 0)
+            (void)poll(&pf, 1, 50);
+    }
+}
+
+static void b4_close(nk_tcp_conn *c, int reason, void *user)
+{
+    struct b4 *b = user;
+    (void)c;
+    b->closes++;
+    b->reason = reason;
+}
+
+static void b4_child(void *arg)
+{
+    (void)arg;
+    static struct b4 b;
+    nk_loop *loop;
+    NKT_CHILD_ASSERT(nk_loop_new(&loop) == 0);
+    nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    o.conn.on_eof = b4_eof; /* stay open after the peer's FIN */
+    o.conn.on_close = b4_close;
+    o.conn.user = &b;
+    nk_addr a;
+    nk_tcp_server *srv;
+    NKT_CHILD_ASSERT(nk_addr_parse("127.0.0.1:0", &a) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_start(loop, &a, &o, &srv) == 0);
+    NKT_CHILD_ASSERT(nk_tcp_server_addr(srv, &a) == 0);
+    int fd = nkt_tcp_connect(&a);
+    NKT_CHILD_ASSERT(fd >= 0);
+    close(fd);
+    struct count_goal g = {&b.closes, 1};
+    NKT_CHILD_ASSERT(nkt_run_until(loop, reached, &g, 100000, 5000,
+                                   NULL) == 0);
+    NKT_CHILD_ASSERT(b.eofs == 1);
+    int errs = 0;
+    for (int i = 0; i < 3; i++) {
+        int r = b.results[i];
+        fprintf(stderr, "B4: send %d after the peer closed: %s\n", i + 1,
+                nk_err_name(r));
+        NKT_CHILD_ASSERT(r == 0 || r == -EPIPE || r == -ECONNRESET ||
+                         r == NK_ECLOSED);
+        if (r == -EPIPE || r == -ECONNRESET)
+            errs++;
+    }
+    /* The failure is reported once; later sends see a closed handle. */
+    NKT_CHILD_ASSERT(errs <= 1);
+    NKT_CHILD_ASSERT(b.results[2] != 0 || b.results[1] != 0);
+    NKT_CHILD_ASSERT(b.reason == -EPIPE || b.reason == -ECONNRESET);
+    for (int i = 0; i < 20; i++)
+        nk_loop_run(loop, NK_RUN_NOWAIT);
+    NKT_CHILD_ASSERT(b.closes == 1);
+    nk_tcp_server_free(srv);
+    NKT_CHILD_ASSERT(nk_loop_run(loop, NK_RUN_DEFAULT) == 0);
+    NKT_CHILD_ASSERT(nk_loop_free(loop) == 0);
+}
+
+static void test_b4_server_sends_thrice_after_peer_closed_one_close(
+    void **state)
+{
+    (void)state;
+    /* SIGPIPE at SIG_DFL: exit 0 means no signal was raised. */
+    assert_int_equal(nkt_child(b4_child, NULL, NULL, true, 15000), 0);
+}
+
 /* ---- B9: EINTR storm ---- */
 
 static volatile sig_atomic_t b9_ticks;
@@ -593,6 +740,9 @@ int main(void)
         cmocka_unit_test(test_d1_never_reading_client_bounded_others_served),
         cmocka_unit_test(test_d1_hard_queue_cap_closes_with_queue_full),
         cmocka_unit_test(test_b9_signal_storm_blocking_64mib_and_loop_exact),
+        cmocka_unit_test(test_b2_close_while_peer_still_sends_reply_then_eof),
+        cmocka_unit_test(
+            test_b4_server_sends_thrice_after_peer_closed_one_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
