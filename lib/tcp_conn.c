@@ -623,6 +623,12 @@ int nk_tcp_conn_peer(const nk_tcp_conn *c, nk_addr *out)
         return NK_EINVAL;
     if (c->flags & C_DEAD)
         return NK_ECLOSED;
+    /* While on_open runs, the address accept() gave: a peer that reset
+     * before we accepted has none left to ask getpeername() about. */
+    if (c == c->cfg->opening && c->cfg->opening_peer.len != 0) {
+        *out = c->cfg->opening_peer;
+        return 0;
+    }
     return nk__sock_peer(c->io.fd, out);
 }
 

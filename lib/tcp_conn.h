@@ -38,6 +38,10 @@ struct nk__tcp_cfg {
     nk__tcp_closed_fn on_closed;
     nk__tcp_release_fn release;
     void *owner;
+    /* The connection whose on_open runs, and its address from accept():
+     * kept here, not per connection, so idle connections stay small. */
+    nk_tcp_conn *opening;
+    nk_addr opening_peer;
 };
 
 /* Set up @cfg (copies @opts; scratch is provided by the caller). */

@@ -65,7 +65,7 @@ static void retry_accept(nk_timer *t, void *arg)
     set_listening(s);
 }
 
-static void accept_one(nk_tcp_server *s, int fd)
+static void accept_one(nk_tcp_server *s, int fd, const nk_addr *peer)
 {
     if (s->opts.max_connections && s->cfg.active >= s->opts.max_connections) {
         /* Over the cap: the client gets EOF at once instead of waiting. */
@@ -85,8 +85,12 @@ static void accept_one(nk_tcp_server *s, int fd)
         return;
     }
     s->stats.accepted++;
-    if (s->opts.on_open)
+    if (s->opts.on_open) {
+        s->cfg.opening = c;
+        s->cfg.opening_peer = *peer;
         s->opts.on_open(c, nk_tcp_conn_user(c));
+        s->cfg.opening = NULL;
+    }
 }
 
 static void on_listener(nk_io *io, unsigned events, void *arg)
@@ -99,9 +103,10 @@ static void on_listener(nk_io *io, unsigned events, void *arg)
         if (s->cfg.dying || s->paused)
             return;
         bool shed = false;
-        int fd = nk__accept(&s->acceptor, s->io.fd, NULL, &shed);
+        nk_addr peer;
+        int fd = nk__accept(&s->acceptor, s->io.fd, &peer, &shed);
         if (fd >= 0) {
-            accept_one(s, fd);
+            accept_one(s, fd, &peer);
             continue;
         }
         if (fd == -EAGAIN)

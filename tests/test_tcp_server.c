@@ -350,6 +350,41 @@ static void test_echo_over_ipv6_loopback(void **state)
     srv_finish(&st);
 }
 
+/* A client that connects and resets before the server accepts: the
+ * connection still knows its peer (kept from accept(); getpeername() would
+ * fail with ENOTCONN), so a server can log who reset. */
+static nk_addr reset_peer;
+static int reset_peer_rc = 1;
+
+static void open_record_peer(nk_tcp_conn *c, void *user)
+{
+    reset_peer_rc = nk_tcp_conn_peer(c, &reset_peer);
+    st_open(c, user);
+}
+
+static void test_peer_address_known_after_reset_before_accept(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.start_paused = true;
+    o.on_open = open_record_peer;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    nk_addr local;
+    assert_int_equal(nkt_sock_name(fd, &local), 0);
+    assert_int_equal(nkt_send_all(fd, "gone", 4), 0);
+    nkt_close_rst(fd); /* queued in the backlog, already reset */
+    assert_int_equal(nk_tcp_server_resume(st.srv), 0);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    assert_int_equal(reset_peer_rc, 0);
+    assert_true(nk_addr_equal(&reset_peer, &local));
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    assert_int_equal(st.last_reason, -ECONNRESET);
+    srv_finish(&st);
+}
+
 static void test_reuseport_lets_two_servers_share_a_port(void **state)
 {
     (void)state;
@@ -497,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_server_free_from_callback_closes_all),
         cmocka_unit_test(test_emfile_sheds_pending_without_spin_then_recovers),
         cmocka_unit_test(test_echo_over_ipv6_loopback),
+        cmocka_unit_test(test_peer_address_known_after_reset_before_accept),
         cmocka_unit_test(test_reuseport_lets_two_servers_share_a_port),
         cmocka_unit_test(test_flood_beyond_backlog_times_out_rest_then_serves),
         cmocka_unit_test(test_many_idle_clients_time_out_busy_one_served),

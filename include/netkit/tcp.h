@@ -321,10 +321,14 @@ NK_API void nk_tcp_conn_set_user(nk_tcp_conn *conn, void *user);
 NK_API void *nk_tcp_conn_user(const nk_tcp_conn *conn);
 
 /** @brief The peer's address.
+ *
+ * Inside a server's on_open it is the address accept() returned, even if
+ * the peer has already reset the connection: record it there to log it
+ * later (idle connections do not keep it, to stay small).
  * @param conn The connection.
  * @param out  Receives the address.
  * @return 0, NK_EINVAL, NK_ECLOSED, -errno
- * (-ENOTCONN after a reset). */
+ * (-ENOTCONN after a reset, outside on_open). */
 NK_API int nk_tcp_conn_peer(const nk_tcp_conn *conn, nk_addr *out);
 
 /** @brief The local address.
