@@ -6,6 +6,9 @@ temporary directory, which is removed afterwards, so checks run in parallel
 with each other and with the rest of the suite, need no root and leave the
 system alone.
 
+  install     the install holds exactly the headers, the libraries (with
+              the SONAME link chain), netkit.pc and the CMake package
+              (under share/cmake, searched on every system)
   headers     every header in include/ is installed; each compiles alone
               as C11 and C++ (-pedantic -Werror); netkit.h includes them
               all; a C++ program taking the address of every NK_API
@@ -110,6 +113,35 @@ def public_functions(a, include_dir):
     sys.path.insert(0, os.path.dirname(HERE))
     import test_api  # tests/test_api.py: the NK_API declarations
     return test_api.declarations(include_dir)
+
+
+# ---------------------------------------------------------------- install
+
+def check_install(a, tmp):
+    inst = Install(a, tmp)
+    src_inc = os.path.join(a.source_root, 'include')
+    real = 'libnetkit.so.' + a.version
+    soname = 'libnetkit.so.' + a.major
+    expected = {os.path.join(inst.includedir, os.path.relpath(os.path.join(r, f), src_inc))
+                for r, _, fs in os.walk(src_inc) for f in fs if f.endswith('.h')}
+    expected |= {os.path.join(inst.libdir, f) for f in (
+        real, soname, 'libnetkit.so', 'libnetkit.a', 'pkgconfig/netkit.pc')}
+    expected |= {os.path.join(inst.datadir, 'cmake', 'netkit', f) for f in (
+        'netkitConfig.cmake', 'netkitConfigVersion.cmake')}
+    got = {os.path.join(r, f) for r, ds, fs in os.walk(inst.destdir)
+           for f in fs + [d for d in ds if os.path.islink(os.path.join(r, d))]}
+    check(got == expected, 'the install holds exactly %d files' % len(expected)
+          if got == expected else 'unexpected install: extra %s, missing %s'
+          % (sorted(got - expected), sorted(expected - got)))
+    def lib(name):
+        return os.path.join(inst.libdir, name)
+    check(os.path.islink(lib('libnetkit.so')) and os.readlink(lib('libnetkit.so')) == soname
+          and os.path.islink(lib(soname)) and os.readlink(lib(soname)) == real
+          and os.path.isfile(lib(real)) and not os.path.islink(lib(real)),
+          'libnetkit.so -> %s -> %s' % (soname, real))
+    _, out = run(['readelf', '-d', lib(real)], quiet=True)
+    check('Library soname: [%s]' % soname in out, 'the installed library\'s SONAME is ' + soname)
+    return 0
 
 
 # ---------------------------------------------------------------- headers
@@ -332,6 +364,7 @@ def check_subproject(a, tmp):
 
 
 CHECKS = {
+    'install': check_install,
     'headers': check_headers,
     'pkgconfig': check_pkgconfig,
     'cmake': check_cmake,
