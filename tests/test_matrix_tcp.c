@@ -443,6 +443,56 @@ static void test_d1_hard_queue_cap_closes_with_queue_full(void **state)
     d1_bounded(true);
 }
 
+/* D1 and B11 together: a client that stops reading stalls the writes and
+ * the reads (paused at the watermark); with idle_timeout set, the stall
+ * counts as idleness, so the connection and its queue are released with
+ * -ETIMEDOUT. */
+static void test_d1_stalled_reader_released_by_idle_timeout(void **state)
+{
+    (void)state;
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.conn.high_watermark = 256u << 10;
+    o.conn.low_watermark = 64u << 10;
+    o.conn.idle_timeout_ms = 200;
+    srv_start(&st, &o);
+    int fd = nkt_tcp_connect(&st.addr);
+    assert_true(fd >= 0);
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *hog = st.last_conn;
+    assert_int_equal(setsockopt(nk_tcp_conn_fd(hog), SOL_SOCKET, SO_SNDBUF,
+                                &small, sizeof small), 0);
+    static uint8_t buf[65536];
+    memset(buf, 'h', sizeof buf);
+    bool paused = false;
+    for (int i = 0; i < 100000 && !paused && st.closes == 0; i++) {
+        (void)send(fd, buf, sizeof buf, MSG_NOSIGNAL);
+        nk_loop_run(st.loop, NK_RUN_NOWAIT);
+        if (st.closes == 0) {
+            nk_tcp_conn_stats cs;
+            nk_tcp_conn_get_stats(hog, &cs);
+            paused = cs.reading_paused;
+        }
+    }
+    assert_true(paused);
+    size_t live = nkt_alloc_live_bytes();
+    uint64_t t0 = nkt_now_ms();
+    run_until_count(st.loop, &st.closes, 1, 5000);
+    uint64_t waited = nkt_now_ms() - t0;
+    print_message("D1: stalled reader closed with %s after %llu ms; %zu "
+                  "library bytes released\n", nk_err_name(st.reasons[0]),
+                  (unsigned long long)waited,
+                  live - nkt_alloc_live_bytes());
+    assert_int_equal(st.reasons[0], -ETIMEDOUT);
+    assert_int_equal(srv_stats(&st).closed_timeout, 1);
+    assert_true(live - nkt_alloc_live_bytes() >= o.conn.high_watermark);
+    close(fd);
+    srv_finish(&st);
+}
+
 /* ---- B2: graceful close while the peer is still sending ---- */
 
 static void b2_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
@@ -741,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_d1_hard_queue_cap_closes_with_queue_full),
         cmocka_unit_test(test_b9_signal_storm_blocking_64mib_and_loop_exact),
         cmocka_unit_test(test_b2_close_while_peer_still_sends_reply_then_eof),
+        cmocka_unit_test(test_d1_stalled_reader_released_by_idle_timeout),
         cmocka_unit_test(
             test_b4_server_sends_thrice_after_peer_closed_one_close),
     };
