@@ -342,8 +342,6 @@ static void test_b7_real_eagain_burst_dropped_counted_loop_serves(void **state)
     assert_int_equal(s.send_errors, 0);
     /* Nothing queued, no write interest left behind: the loop goes on
      * serving its timer without spinning. */
-    nk_loop_stats ls;
-    nk_loop_get_stats(loop, &ls);
     uint64_t iters = 0;
     b.ticks = 0;
     assert_int_equal(nkt_run_until(loop, b7_ticked, &b, 1000, WAIT_MS, &iters),
