@@ -11,9 +11,11 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "example.h"
@@ -21,6 +23,46 @@
 static const char *usage_text = "tcp_upper_client [--help] [HOST:PORT]";
 
 enum { CONNECT_MS = 5000, REPLY_MS = 10000 };
+
+/* Send @len bytes and read the @len bytes of the reply at the same time.
+ * The server answers while it reads, so a client that sent everything
+ * before reading anything would, for a line larger than the two socket
+ * buffers, wait for the server while the server waits for it. Gives up
+ * after REPLY_MS without progress. Returns 0 or a negative code. */
+static int exchange(nk_tcp_sync *conn, const char *line, char *reply,
+                    size_t len)
+{
+    int fd = nk_tcp_sync_fd(conn);
+    size_t sent = 0, got = 0;
+    while (got < len) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (sent < len)
+            p.events |= POLLOUT;
+        int ready = poll(&p, 1, REPLY_MS);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0)
+            return -errno;
+        if (ready == 0)
+            return -ETIMEDOUT;
+        if (sent < len && (p.revents & (POLLOUT | POLLERR))) {
+            ssize_t w = send(fd, line + sent, len - sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            int r = nk_tcp_sync_recv(conn, reply + got, len - got, 0);
+            if (r < 0 && r != -ETIMEDOUT)
+                return r;
+            if (r > 0)
+                got += (size_t)r;
+        }
+    }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -60,16 +102,13 @@ int main(int argc, char **argv)
         if (n == 0)
             continue; /* as the seed: empty input is not sent */
 
-        /* Send the whole line (no newline), however many writes it takes. */
-        rc = nk_tcp_sync_send_all(conn, line, (size_t)n, REPLY_MS);
-        /* The reply has exactly as many bytes: read all of them, not
+        /* Send the whole line (no newline), however many writes it takes.
+         * The reply has exactly as many bytes: read all of them, not
          * "whatever one read returns". */
-        char *grown = rc == 0 ? realloc(reply, (size_t)n + 1) : reply;
-        if (rc == 0 && !grown)
-            rc = -ENOMEM;
-        reply = grown;
-        if (rc == 0)
-            rc = nk_tcp_sync_recv_exact(conn, reply, (size_t)n, REPLY_MS);
+        char *grown = realloc(reply, (size_t)n + 1);
+        rc = grown ? exchange(conn, line, grown, (size_t)n) : -ENOMEM;
+        if (grown)
+            reply = grown;
         if (rc < 0) {
             fprintf(stderr, "tcp_upper_client: server %s went away: %s\n",
                     ex_addr_str(&addr), nk_strerror(rc));

@@ -123,6 +123,25 @@ def test_two_clients_at_once():
           "server logs connects and disconnects on stderr")
 
 
+def test_long_line_larger_than_socket_buffers():
+    # The server answers while it reads: a client that sent a 32 MiB line
+    # before reading any of the reply would wait for ever on a server that
+    # waits for it to read.
+    srv, port = start_server()
+    line = b"ab" * (16 << 20)
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run([CLIENT, "127.0.0.1:%d" % port],
+                           input=line + b"\nshort\n", capture_output=True,
+                           timeout=DEADLINE)
+        ok = r.returncode == 0 and r.stdout == b"AB" * (16 << 20) + b"\nSHORT\n"
+    except subprocess.TimeoutExpired:
+        ok = False
+    check(ok, "tcp_upper_client: a 32 MiB line comes back whole (%.1f s)" %
+          (time.monotonic() - t0))
+    check(stop(srv) == 0, "server exits 0 on SIGTERM")
+
+
 def test_seed_python_client_and_raw_peers():
     srv, port = start_server()
     # The seed's client: send, then one recv(1024) per line.
@@ -246,6 +265,7 @@ def test_backlog_demo():
 
 
 for test in (test_bad_arguments, test_two_clients_at_once,
+             test_long_line_larger_than_socket_buffers,
              test_seed_python_client_and_raw_peers,
              test_client_against_seed_server, test_client_errors,
              test_backlog_demo):
