@@ -75,6 +75,24 @@ void ex_release_signals(void)
     }
 }
 
+void ex_put_text(FILE *f, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != 0x7f)
+            putc(c, f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else
+            fprintf(f, "\\x%02x", c);
+    }
+}
+
 const char *ex_addr_str(const nk_addr *addr)
 {
     static char buf[NK_ADDR_STRLEN];

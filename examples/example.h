@@ -8,6 +8,7 @@
 #define NK_EXAMPLE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "netkit.h"
 
@@ -36,6 +37,12 @@ int ex_stop_on_signals(nk_loop *loop);
 
 /* Stop the watchers ex_stop_on_signals() started, before nk_loop_free(). */
 void ex_release_signals(void);
+
+/* Write @len bytes received from the network as text on @f: control
+ * bytes (NUL, newline, escape, ...) are written as \n, \r, \t or \xHH, so
+ * one datagram stays one line and cannot drive the terminal; other bytes
+ * (UTF-8 included) are written as they are. */
+void ex_put_text(FILE *f, const void *data, size_t len);
 
 /* Format an address into a static buffer for logging (one thread only). */
 const char *ex_addr_str(const nk_addr *addr);
