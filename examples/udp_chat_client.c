@@ -53,7 +53,8 @@ static void on_room(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
         nk_udp_endpoint_send_to(ep, answer, (size_t)n, NULL);
         return;
     }
-    printf("%.*s\n", (int)ev->len, (const char *)ev->data);
+    ex_put_text(stdout, ev->data, ev->len); /* one message, one line */
+    putchar('\n');
 }
 
 static void send_line(struct chat *c, const char *text, size_t len)

@@ -43,7 +43,8 @@ static void on_room(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
     }
     if (ev->truncated)
         fprintf(stderr, "datagram of %zu bytes truncated\n", ev->size);
-    printf("%.*s\n", (int)ev->len, (const char *)ev->data);
+    ex_put_text(stdout, ev->data, ev->len); /* one datagram, one line */
+    putchar('\n');
     if (count > 0 && ++printed >= (unsigned long)count)
         nk_loop_stop(loop);
 }

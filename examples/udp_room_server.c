@@ -65,8 +65,9 @@ static int on_message(nk_udp_room *room, nk_udp_room_message *msg, void *user)
 {
     (void)room;
     (void)user;
-    printf("%s: %.*s\n", ex_addr_str(msg->from), (int)msg->len,
-           (const char *)msg->data);
+    printf("%s: ", ex_addr_str(msg->from));
+    ex_put_text(stdout, msg->data, msg->len); /* one message, one line */
+    putchar('\n');
     return NK_ROOM_RELAY;
 }
 

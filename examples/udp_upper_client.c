@@ -81,8 +81,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "reply of %zu bytes truncated\n", info.size);
         else if (rc < 0)
             fprintf(stderr, "receive: %s\n", nk_strerror(rc));
-        else
-            printf("%.*s\n", rc, reply);
+        else {
+            ex_put_text(stdout, reply, (size_t)rc); /* one reply, one line */
+            putchar('\n');
+        }
     }
     free(line);
     nk_udp_endpoint_close(ep);

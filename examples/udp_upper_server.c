@@ -45,8 +45,9 @@ static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
                 "not answered\n", ex_addr_str(ev->from), ev->size, ev->len);
         return;
     }
-    printf("received from %s said: %.*s\n", ex_addr_str(ev->from),
-           (int)ev->len, (const char *)ev->data);
+    printf("received from %s said: ", ex_addr_str(ev->from));
+    ex_put_text(stdout, ev->data, ev->len); /* one datagram, one line */
+    putchar('\n');
     static uint8_t reply[65536];
     upper_ascii(reply, ev->data, ev->len);
     /* A send either hands the whole datagram to the system or fails: UDP

@@ -147,6 +147,39 @@ def test_upper():
     check(stop(srv, signal.SIGINT) == 0, "udp_upper_server exits 0 on SIGINT")
 
 
+def test_control_bytes_stay_on_one_line():
+    # A datagram with a newline, a NUL and a terminal escape must not forge
+    # a second log line, be cut at the NUL, or reach the terminal raw.
+    nasty = b"two\nlines\x00and \x1b[2J"
+    shown = "two\\nlines\\x00and \\x1b[2J"
+    srv, port = start_server(UPPER_SERVER)
+    s = seed_socket()
+    s.sendto(nasty, ("127.0.0.1", port))
+    check(s.recvfrom(1024)[0] == nasty.upper(),
+          "udp_upper_server replies with the bytes as they came")
+    line = read_line(srv.stdout)
+    check(line is not None and line.endswith(" said: " + shown),
+          "udp_upper_server logs the datagram as one escaped line (%r)" % line)
+    check(stop(srv) == 0, "udp_upper_server exits 0")
+    s.close()
+    room, port = start_server(ROOM)
+    r = subprocess.Popen([RECEIVER, "--count", "2", "127.0.0.1:%d" % port],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(read_line(r.stdout) == "register", "receiver registered")
+    s = seed_socket()
+    s.sendto(nasty, ("127.0.0.1", port))
+    check(read_line(r.stdout) == shown,
+          "udp_receiver shows the message as one escaped line")
+    check(r.wait(timeout=DEADLINE) == 0, "receiver exits 0 after --count 2")
+    r.stdout.close()
+    r.stderr.close()
+    check(stop(room) == 0, "udp_room_server exits 0")
+    out = room.stdout.read().decode().splitlines()
+    check(out[-1].endswith(": " + shown),
+          "udp_room_server logs the message as one escaped line")
+    s.close()
+
+
 def test_upper_client_timeout():
     silent = seed_socket()  # bound, never replies
     port = silent.getsockname()[1]
@@ -321,6 +354,7 @@ test_usage()
 test_boundaries()
 test_upper()
 test_upper_client_timeout()
+test_control_bytes_stay_on_one_line()
 test_room_tour()
 test_room_options()
 test_room_validated()
