@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "example.h"
 
@@ -91,6 +92,16 @@ void ex_put_text(FILE *f, const void *data, size_t len)
         else
             fprintf(f, "\\x%02x", c);
     }
+}
+
+bool ex_room_noise(const void *data, size_t len)
+{
+    char hello[NK_ROOM_HELLO_LEN];
+    if (len == 0)
+        return true;
+    return len == sizeof hello &&
+           nk_udp_room_client_hello(hello, sizeof hello) == (int)sizeof hello &&
+           memcmp(data, hello, sizeof hello) == 0;
 }
 
 const char *ex_addr_str(const nk_addr *addr)

@@ -44,6 +44,11 @@ void ex_release_signals(void);
  * (UTF-8 included) are written as they are. */
 void ex_put_text(FILE *f, const void *data, size_t len);
 
+/* True for what room clients send to join or stay members and that says
+ * nothing: the empty datagram and the room hello. A room that relays
+ * everything (the seed's) passes other clients' ones on: not to be shown. */
+bool ex_room_noise(const void *data, size_t len);
+
 /* Format an address into a static buffer for logging (one thread only). */
 const char *ex_addr_str(const nk_addr *addr);
 
