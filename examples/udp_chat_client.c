@@ -53,6 +53,8 @@ static void on_room(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
         nk_udp_endpoint_send_to(ep, answer, (size_t)n, NULL);
         return;
     }
+    if (ex_room_noise(ev->data, ev->len) && !ev->truncated)
+        return; /* another client's join or keepalive, relayed */
     ex_put_text(stdout, ev->data, ev->len); /* one message, one line */
     putchar('\n');
 }

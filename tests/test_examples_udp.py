@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 (UPPER_SERVER, UPPER_CLIENT, CHAT, ROOM, SENDER, RECEIVER,
@@ -268,6 +269,58 @@ def test_room_tour():
         s.close()
 
 
+def test_clients_against_the_seed_room():
+    # The seed's room, as written: keyed by port, relays every datagram to
+    # everyone, joins and keepalives included. Our clients must not show
+    # those as messages.
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    addr = "127.0.0.1:%d" % port
+    seen = []
+    two_joined = threading.Event()
+
+    def seed_room():
+        clients = {}
+        while True:
+            msg, a = server.recvfrom(1024)
+            if msg == b"quit":
+                return
+            seen.append(msg)
+            if len(seen) == 2:
+                two_joined.set()
+            clients[a[1]] = a
+            for c in clients:
+                server.sendto(msg, clients[c])
+
+    t = threading.Thread(target=seed_room, daemon=True)
+    t.start()
+    r = subprocess.Popen([RECEIVER, "--count", "2", addr],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(read_line(r.stdout) == "register", "receiver: its register")
+    c = subprocess.Popen([CHAT, "--linger", "300", addr],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    check(two_joined.wait(DEADLINE), "chat client joined the seed room")
+    rc, _, _ = run([SENDER, addr], "hello seed room\n")
+    check(rc == 0, "udp_sender exits 0 against the seed room")
+    check(read_line(c.stdout) == "hello seed room",
+          "chat client: the first line shown is the message, no join noise")
+    check(read_line(r.stdout) == "hello seed room",
+          "receiver: no join noise, then the message")
+    check(r.wait(timeout=DEADLINE) == 0, "receiver exits 0 after --count 2")
+    c.stdin.close()
+    check(c.wait(timeout=DEADLINE) == 0, "chat client exits 0")
+    for p in (r, c):
+        p.stdout.close()
+        p.stderr.close()
+    quit_sock = seed_socket()
+    quit_sock.sendto(b"quit", ("127.0.0.1", port))
+    t.join(DEADLINE)
+    quit_sock.close()
+    server.close()
+
+
 def test_room_options():
     room, port = start_server(ROOM, "--no-echo-sender", "--max-members", "2")
     a, b, x = seed_socket(), seed_socket(), seed_socket()
@@ -356,6 +409,7 @@ test_upper()
 test_upper_client_timeout()
 test_control_bytes_stay_on_one_line()
 test_room_tour()
+test_clients_against_the_seed_room()
 test_room_options()
 test_room_validated()
 if failures:
