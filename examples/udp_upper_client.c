@@ -6,7 +6,8 @@
  * as the seed's would, then hangs: this one waits --timeout milliseconds,
  * says so on stderr and goes on with the next line. Because the endpoint
  * is connected, "nobody listens on that port" (an ICMP error) comes back
- * as a clear error instead of silence.
+ * as a clear error instead of silence. It exits 0 when every line got its
+ * reply, 1 when some did not (no server, or no reply in time).
  *
  * usage: udp_upper_client [--timeout MS] [HOST:PORT]   (127.0.0.1:8888)
  */
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
     size_t cap = 0;
     ssize_t n;
     static char reply[65536];
+    int status = 0;
     while ((n = getline(&line, &cap, stdin)) >= 0) {
         if (n > 0 && line[n - 1] == '\n')
             line[--n] = '\0';
@@ -68,11 +70,14 @@ int main(int argc, char **argv)
         rc = nk_udp_endpoint_send_to(ep, line, (size_t)n, NULL);
         if (rc < 0) {
             fprintf(stderr, "send: %s\n", nk_strerror(rc));
+            status = 1;
             continue;
         }
         nk_udp_recv_info info;
         rc = nk_udp_endpoint_recv(ep, reply, sizeof reply, (int)timeout_ms,
                                   NULL, &info);
+        if (rc < 0)
+            status = 1;
         if (rc == -ETIMEDOUT)
             fprintf(stderr, "no reply within %ld ms\n", timeout_ms);
         else if (rc == -ECONNREFUSED)
@@ -88,5 +93,5 @@ int main(int argc, char **argv)
     }
     free(line);
     nk_udp_endpoint_close(ep);
-    return 0;
+    return status;
 }
