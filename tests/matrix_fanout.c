@@ -104,7 +104,10 @@ void c3_run(size_t rounds, int rcvbuf)
     nk_addr room;
     assert_int_equal(nk_udp_room_local_addr(c.room, &room), 0);
     static int p[M];
+    /* Each socket's drop count, as last reported (SO_RXQ_OVFL comes only
+     * with datagrams received after a drop, so start from zero). */
     static uint32_t drops_seen[M];
+    memset(drops_seen, 0, sizeof drops_seen);
     int one = 1;
     for (int i = 0; i < M; i++) {
         p[i] = nkt_udp_socket(AF_INET, NULL);
