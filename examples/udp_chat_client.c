@@ -8,7 +8,8 @@
  * room with a datagram the room does not relay, keeps its membership alive
  * with empty datagrams (which rooms do not relay either), answers a
  * validating room's challenge without showing it, and at the end of input
- * waits --linger milliseconds for late messages before it exits 0.
+ * waits --linger milliseconds for late messages before it exits: 0, or 1
+ * if the room could not be reached.
  *
  * usage: udp_chat_client [--linger MS] [HOST:PORT]   (127.0.0.1:8848)
  */
@@ -183,5 +184,5 @@ int main(int argc, char **argv)
     ex_release_signals();
     nk_udp_endpoint_close(c.ep);
     nk_loop_free(c.loop);
-    return rc < 0 ? 1 : 0;
+    return rc < 0 || c.warned ? 1 : 0; /* 1: the room was not reachable */
 }

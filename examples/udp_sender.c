@@ -6,8 +6,8 @@
  * an oversized line is refused with a clear error instead of vanishing,
  * a room that is not running is reported (ICMP comes back as
  * -ECONNREFUSED on a connected endpoint), and a validating room's
- * challenge is answered so the sender stays a full member. It exits 0 at
- * the end of input.
+ * challenge is answered so the sender stays a full member. It exits at
+ * the end of input: 0, or 1 if the room could not be reached.
  *
  * usage: udp_sender [HOST:PORT]   (127.0.0.1:8848)
  */
@@ -85,11 +85,13 @@ int main(int argc, char **argv)
         rc = nk_udp_endpoint_send_to(ep, line, (size_t)n, NULL);
         if (rc == -ECONNREFUSED) /* an earlier datagram found no room */
             rc = nk_udp_endpoint_send_to(ep, line, (size_t)n, NULL);
-        if (rc < 0)
+        if (rc < 0) {
             fprintf(stderr, "send: %s\n", nk_strerror(rc));
+            warned = true;
+        }
     }
     drain(ep, &room, &warned);
     free(line);
     nk_udp_endpoint_close(ep);
-    return 0;
+    return warned ? 1 : 0; /* 1: the room was not reachable */
 }

@@ -198,6 +198,19 @@ def test_upper_client_timeout():
           "udp_upper_client: closed port reported as no server, exit 1")
 
 
+def test_room_clients_without_a_room():
+    s = seed_socket()
+    port = s.getsockname()[1]
+    s.close()  # nobody on that port: ICMP port unreachable
+    addr = "127.0.0.1:%d" % port
+    rc, _, err = run([SENDER, addr], "a\nb\n")
+    check(rc == 1 and "no room at" in err,
+          "udp_sender: exit 1 when the room is not reachable (%r)" % rc)
+    rc, _, err = run([CHAT, "--linger", "100", addr], "a\nb\n")
+    check(rc == 1 and "room not reachable" in err,
+          "udp_chat_client: exit 1 when the room is not reachable (%r)" % rc)
+
+
 def test_room_tour():
     room, port = start_server(ROOM)
     addr = "127.0.0.1:%d" % port
@@ -408,6 +421,7 @@ test_boundaries()
 test_upper()
 test_upper_client_timeout()
 test_control_bytes_stay_on_one_line()
+test_room_clients_without_a_room()
 test_room_tour()
 test_clients_against_the_seed_room()
 test_room_options()
