@@ -79,6 +79,8 @@ void ex_release_signals(void)
 void ex_put_text(FILE *f, const void *data, size_t len)
 {
     const unsigned char *p = data;
+    if (len > 0 && p[len - 1] == '\n')
+        len -= len > 1 && p[len - 2] == '\r' ? 2 : 1;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = p[i];
         if (c >= 0x20 && c != 0x7f)

@@ -41,7 +41,8 @@ void ex_release_signals(void);
 /* Write @len bytes received from the network as text on @f: control
  * bytes (NUL, newline, escape, ...) are written as \n, \r, \t or \xHH, so
  * one datagram stays one line and cannot drive the terminal; other bytes
- * (UTF-8 included) are written as they are. */
+ * (UTF-8 included) are written as they are. One final "\n" or "\r\n" (what
+ * nc and socat send with each line) is the end of that line: not shown. */
 void ex_put_text(FILE *f, const void *data, size_t len);
 
 /* True for what room clients send to join or stay members and that says

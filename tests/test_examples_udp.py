@@ -161,6 +161,11 @@ def test_control_bytes_stay_on_one_line():
     line = read_line(srv.stdout)
     check(line is not None and line.endswith(" said: " + shown),
           "udp_upper_server logs the datagram as one escaped line (%r)" % line)
+    s.sendto(b"line from nc\n", ("127.0.0.1", port))
+    check(s.recvfrom(1024)[0] == b"LINE FROM NC\n", "nc-style line answered")
+    line = read_line(srv.stdout)
+    check(line is not None and line.endswith(" said: line from nc"),
+          "udp_upper_server: a final newline ends the line (%r)" % line)
     check(stop(srv) == 0, "udp_upper_server exits 0")
     s.close()
     room, port = start_server(ROOM)
