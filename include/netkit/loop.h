@@ -94,9 +94,10 @@ NK_API int nk_loop_new(nk_loop **out);
  *
  * Runs the close work still pending (handles closed but not yet freed)
  * first. Not from a callback of this loop.
- * @param loop The loop; NULL is ignored.
- * @return 0, or NK_EBUSY (and nothing is freed) while handles are still
- * active: stop or close them first.
+ * @param loop The loop.
+ * @return 0, NK_EINVAL for NULL (nothing to free), or NK_EBUSY (and
+ * nothing is freed) while handles are still active: stop or close them
+ * first.
  */
 NK_API int nk_loop_free(nk_loop *loop);
 
