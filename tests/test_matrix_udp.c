@@ -1,10 +1,11 @@
 /* UDP and room rows of the reliability matrix beyond the module suites:
- * A1 truncation counted at the endpoint, B7 a real EAGAIN burst, D3 the
- * rate limiter under a flood of sources, D4 the amplification budget with
- * 50 members (open and validated), D5 a truly spoofed join through a raw
- * socket, D6 the room's own address as source and two rooms that are
- * members of each other. Raw-socket rows skip, with the reason printed,
- * where the process may not open one. */
+ * A1 truncation counted at the endpoint, A3 an empty datagram delivered
+ * once, B7 a real EAGAIN burst, D3 the rate limiter under a flood of
+ * sources, D4 the amplification budget with 50 members (open and
+ * validated), D5 a truly spoofed join through a raw socket, D6 the room's
+ * own address as source and two rooms that are members of each other.
+ * Raw-socket rows skip, with the reason printed, where the process may not
+ * open one. */
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -260,6 +261,9 @@ static void test_a1_oversized_datagrams_truncated_and_counted(void **state)
     assert_int_equal(nkt_udp_sendto(c4, "0123456789", 10, &to4), 10);
     assert_int_equal(nkt_run_until(loop, a1_done, &a, MAX_ITERS, WAIT_MS,
                                    NULL), 0);
+    for (int i = 0; i < 20; i++)
+        nk_loop_run(loop, NK_RUN_NOWAIT);
+    assert_int_equal(a.events, 5); /* one event per datagram, no more */
     nk_udp_endpoint_stats after;
     nk_udp_endpoint_get_stats(ep, &after);
     assert_int_equal(a.truncated, 4);
@@ -275,6 +279,71 @@ static void test_a1_oversized_datagrams_truncated_and_counted(void **state)
     assert_int_equal(nk_udp_endpoint_send_to(ep, "ok", 2, &to4), 2);
     close(c4);
     close(c6);
+    nk_udp_endpoint_close(ep);
+    assert_int_equal(nk_loop_free(loop), 0);
+}
+
+/* ---- A3: zero-length datagram ---- */
+
+struct a3 {
+    unsigned events;
+    size_t lens[4];
+    nk_addr from[4];
+    char last;
+};
+
+static void a3_recv(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
+                    void *user)
+{
+    (void)ep;
+    struct a3 *a = user;
+    assert_int_equal(ev->error, 0);
+    assert_non_null(ev->from);
+    if (a->events < 4) {
+        a->lens[a->events] = ev->len;
+        a->from[a->events] = *ev->from;
+    }
+    if (ev->len == 1)
+        a->last = *(const char *)ev->data;
+    a->events++;
+}
+
+static bool a3_two(void *arg)
+{
+    return ((struct a3 *)arg)->events >= 2;
+}
+
+/* An empty datagram is delivered as one event of length 0 with its
+ * source, then "x"; no other callback fires (no "nothing to read"). */
+static void test_a3_empty_datagram_delivered_once_with_source(void **state)
+{
+    (void)state;
+    nk_loop *loop;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    struct a3 a = {0};
+    nk_udp_endpoint *ep;
+    nk_addr bind = addr_of("127.0.0.1:0"), local, src;
+    assert_int_equal(nk_udp_endpoint_bind(loop, &bind, NULL, a3_recv, &a, &ep),
+                     0);
+    assert_int_equal(nk_udp_endpoint_local_addr(ep, &local), 0);
+    int c = peer_on("127.0.0.1:0");
+    assert_int_equal(nkt_sock_name(c, &src), 0);
+    assert_int_equal(nkt_udp_sendto(c, "", 0, &local), 0);
+    assert_int_equal(nkt_udp_sendto(c, "x", 1, &local), 1);
+    assert_int_equal(nkt_run_until(loop, a3_two, &a, MAX_ITERS, WAIT_MS, NULL),
+                     0);
+    for (int i = 0; i < 20; i++)
+        nk_loop_run(loop, NK_RUN_NOWAIT);
+    assert_int_equal(a.events, 2);
+    assert_int_equal(a.lens[0], 0);
+    assert_true(nk_addr_equal(&a.from[0], &src));
+    assert_int_equal(a.lens[1], 1);
+    assert_int_equal(a.last, 'x');
+    nk_udp_endpoint_stats s;
+    nk_udp_endpoint_get_stats(ep, &s);
+    assert_int_equal(s.datagrams_in, 2);
+    assert_int_equal(s.bytes_in, 1);
+    close(c);
     nk_udp_endpoint_close(ep);
     assert_int_equal(nk_loop_free(loop), 0);
 }
@@ -774,6 +843,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a1_oversized_datagrams_truncated_and_counted),
+        cmocka_unit_test(test_a3_empty_datagram_delivered_once_with_source),
         cmocka_unit_test(test_b7_real_eagain_burst_dropped_counted_loop_serves),
         cmocka_unit_test(test_d3_limiter_flood_bounded_memory_drops_counted),
         cmocka_unit_test(test_d4_open_mode_attacker_dropped_after_ttl),
