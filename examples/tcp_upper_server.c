@@ -10,9 +10,12 @@
  * resets, and exits 0 on SIGINT or SIGTERM. Its accept queue holds 511
  * connections by default (--backlog 5 is the seed's): a burst of clients
  * then waits in the queue instead of losing handshakes and retrying a
- * second later.
+ * second later. A client silent for --idle-timeout seconds (300; 0:
+ * never) is closed, so clients that connect and say nothing, or a byte a
+ * minute, do not hold descriptors for ever.
  *
- * usage: tcp_upper_server [--backlog N] [HOST:PORT]   (127.0.0.1:9999)
+ * usage: tcp_upper_server [--backlog N] [--idle-timeout SEC] [HOST:PORT]
+ *        (127.0.0.1:9999)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,7 +26,8 @@
 #include "example.h"
 
 static const char *usage_text =
-    "tcp_upper_server [--help] [--backlog N] [HOST:PORT]";
+    "tcp_upper_server [--help] [--backlog N] [--idle-timeout SEC] "
+    "[HOST:PORT]";
 
 /* The lesson's one transformation: ASCII a-z become A-Z, every other byte
  * (digits, UTF-8, NUL, "\r") is sent back unchanged. */
@@ -83,6 +87,8 @@ static void on_close(nk_tcp_conn *conn, int reason, void *user)
         fprintf(stderr, "disconnect %s (%zu connected)\n", who, clients);
     else if (reason == -ECONNRESET || reason == -EPIPE)
         fprintf(stderr, "reset %s (%zu connected)\n", who, clients);
+    else if (reason == -ETIMEDOUT)
+        fprintf(stderr, "idle %s closed (%zu connected)\n", who, clients);
     else
         fprintf(stderr, "closed %s: %s (%zu connected)\n", who,
                 nk_strerror(reason), clients);
@@ -97,16 +103,20 @@ int main(int argc, char **argv)
      * so a burst of new clients needs room; the kernel caps it at
      * net.core.somaxconn. */
     long backlog = 511;
+    long idle_s = 300;
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"backlog", required_argument, NULL, 'b'},
+        {"idle-timeout", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (opt == 'h')
             ex_usage(usage_text, true);
-        if (opt != 'b' || !ex_parse_number(optarg, 0, 65535, &backlog))
+        bool ok = (opt == 'b' && ex_parse_number(optarg, 0, 65535, &backlog)) ||
+                  (opt == 'i' && ex_parse_number(optarg, 0, 86400, &idle_s));
+        if (!ok)
             ex_usage(usage_text, false);
     }
     nk_addr addr;
@@ -124,6 +134,7 @@ int main(int argc, char **argv)
     opts.on_open = on_open;
     opts.conn.on_data = on_data;
     opts.conn.on_close = on_close;
+    opts.conn.idle_timeout_ms = (uint64_t)idle_s * 1000;
     nk_tcp_server *srv;
     rc = nk_tcp_server_start(loop, &addr, &opts, &srv);
     if (rc < 0) {

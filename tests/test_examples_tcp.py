@@ -143,6 +143,39 @@ def test_long_line_larger_than_socket_buffers():
     check(stop(srv) == 0, "server exits 0 on SIGTERM")
 
 
+def test_idle_clients_are_closed():
+    # Slowloris: clients that connect and say nothing must not hold their
+    # descriptors for ever; a client that talks is not touched.
+    srv, port = start_server("--idle-timeout", "1")
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+            for _ in range(20)]
+    busy = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    t0 = time.monotonic()
+    answered = True
+    for i in range(30):  # 1.5 s of one byte every 50 ms
+        busy.sendall(b"s")
+        answered = answered and recv_exact(busy, 1) == b"S"
+        time.sleep(0.05)  # the client's pace, not synchronisation
+    def closed(c):
+        try:
+            return c.recv(1) == b""
+        except OSError:  # timed out (still open) or reset
+            return False
+    eofs = sum(closed(c) for c in idle)
+    check(eofs == 20 and time.monotonic() - t0 < 5,
+          "--idle-timeout 1: the 20 silent clients are closed (%d)" % eofs)
+    check(answered, "--idle-timeout 1: a client that talks stays served")
+    for c in idle + [busy]:
+        c.close()
+    check(stop(srv) == 0, "server exits 0 on SIGTERM")
+    err = srv.stderr.read().decode()
+    check(err.count("idle 127.0.0.1:") == 20,
+          "server logs each idle client it closed")
+    r = subprocess.run([SERVER, "--idle-timeout", "x"], capture_output=True,
+                       timeout=DEADLINE)
+    check(r.returncode == 2, "--idle-timeout x: exit 2")
+
+
 def test_two_thousand_clients():
     # 2000 clients connect one after another and stay: with the seed's
     # backlog of 5 a busy machine drops handshakes that then wait a second
@@ -305,7 +338,7 @@ def test_backlog_demo():
 
 for test in (test_bad_arguments, test_two_clients_at_once,
              test_long_line_larger_than_socket_buffers,
-             test_two_thousand_clients,
+             test_two_thousand_clients, test_idle_clients_are_closed,
              test_seed_python_client_and_raw_peers,
              test_client_against_seed_server, test_client_errors,
              test_backlog_demo):
