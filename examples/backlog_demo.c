@@ -89,7 +89,9 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (opt == 'h')
             ex_usage(usage_text, true);
-        bool ok = (opt == 'b' && ex_parse_number(optarg, 0, 128, &backlog)) ||
+        /* From 1: the library takes a backlog of 0 as "the system's
+         * maximum", which would show nothing here. */
+        bool ok = (opt == 'b' && ex_parse_number(optarg, 1, 128, &backlog)) ||
                   (opt == 'c' &&
                    ex_parse_number(optarg, 1, MAX_CLIENTS, &nclients));
         if (!ok)

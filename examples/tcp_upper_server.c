@@ -114,7 +114,7 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (opt == 'h')
             ex_usage(usage_text, true);
-        bool ok = (opt == 'b' && ex_parse_number(optarg, 0, 65535, &backlog)) ||
+        bool ok = (opt == 'b' && ex_parse_number(optarg, 1, 65535, &backlog)) ||
                   (opt == 'i' && ex_parse_number(optarg, 0, 86400, &idle_s));
         if (!ok)
             ex_usage(usage_text, false);

@@ -84,7 +84,8 @@ def test_bad_arguments():
                       (SERVER, ["1.2.3.4"]), (SERVER, ["[::1"]),
                       (SERVER, ["a:1", "b:2"]), (CLIENT, ["host:"]),
                       (CLIENT, ["--backlog", "3"]), (DEMO, ["--clients", "0"]),
-                      (DEMO, ["--backlog", "-1"]), (DEMO, ["127.0.0.1:1"])]:
+                      (DEMO, ["--backlog", "-1"]), (DEMO, ["--backlog", "0"]),
+                      (SERVER, ["--backlog", "0"]), (DEMO, ["127.0.0.1:1"])]:
         r = subprocess.run([exe, *args], capture_output=True, timeout=DEADLINE,
                            stdin=subprocess.DEVNULL)
         check(r.returncode == 2 and b"usage:" in r.stderr,

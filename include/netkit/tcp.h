@@ -111,7 +111,7 @@ typedef struct nk_tcp_conn_opts {
 
 /** @brief Server options. */
 typedef struct nk_tcp_server_opts {
-    int backlog;             /**< Accept queue length for listen() (128): not a connection limit. */
+    int backlog;             /**< Accept queue length for listen() (128): not a connection limit; 0 = SOMAXCONN. */
     bool reuseport;          /**< SO_REUSEPORT, for one listener per loop thread. */
     int v6only;              /**< IPV6_V6ONLY: -1 system default, 0 off, 1 on. */
     bool nodelay;            /**< TCP_NODELAY on accepted connections (true). */
