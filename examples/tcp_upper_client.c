@@ -109,14 +109,21 @@ int main(int argc, char **argv)
         rc = grown ? exchange(conn, line, grown, (size_t)n) : -ENOMEM;
         if (grown)
             reply = grown;
+        if (rc == -ETIMEDOUT) {
+            fprintf(stderr, "tcp_upper_client: no reply from %s within %d s\n",
+                    ex_addr_str(&addr), REPLY_MS / 1000);
+            status = 1;
+            break;
+        }
         if (rc < 0) {
             fprintf(stderr, "tcp_upper_client: server %s went away: %s\n",
                     ex_addr_str(&addr), nk_strerror(rc));
             status = 1;
             break;
         }
-        reply[n] = '\0';
-        printf("%s\n", reply);
+        /* All of it, NUL bytes included. */
+        fwrite(reply, 1, (size_t)n, stdout);
+        putchar('\n');
     }
     free(line);
     free(reply);

@@ -141,6 +141,12 @@ def test_long_line_larger_than_socket_buffers():
         ok = False
     check(ok, "tcp_upper_client: a 32 MiB line comes back whole (%.1f s)" %
           (time.monotonic() - t0))
+    # Every byte value but the newline in one line: NUL does not end it.
+    line = bytes(b for b in range(256) if b != 10)
+    r = subprocess.run([CLIENT, "127.0.0.1:%d" % port], input=line + b"\n",
+                       capture_output=True, timeout=DEADLINE)
+    check(r.returncode == 0 and r.stdout == upper(line) + b"\n",
+          "tcp_upper_client: a line with NUL and every other byte, whole")
     check(stop(srv) == 0, "server exits 0 on SIGTERM")
 
 
