@@ -92,8 +92,10 @@ int main(int argc, char **argv)
     char *reply = NULL;
     int status = 0;
     for (;;) {
-        if (prompt)
+        if (prompt) {
             fputs(">>>: ", stderr);
+            fflush(stderr); /* line-buffered, and a prompt has no newline */
+        }
         ssize_t n = getline(&line, &cap, stdin);
         if (n < 0)
             break; /* end of input: done */

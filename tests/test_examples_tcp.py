@@ -183,6 +183,40 @@ def test_idle_clients_are_closed():
     check(r.returncode == 2, "--idle-timeout x: exit 2")
 
 
+def test_prompt_on_a_terminal():
+    # On a terminal the client prompts as the seed's does; the prompt has
+    # no newline, so it must be flushed, not wait in the line buffer.
+    import pty
+    srv, port = start_server()
+    master, slave = pty.openpty()
+    c = subprocess.Popen([CLIENT, "127.0.0.1:%d" % port], stdin=slave,
+                         stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+
+    def read_pty_until(text):
+        end = time.monotonic() + DEADLINE
+        got = b""
+        while text not in got:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([master], [], [], left)[0]:
+                return False
+            try:
+                got += os.read(master, 1024)
+            except OSError:
+                return False
+        return True
+
+    check(read_pty_until(b">>>: "), "tcp_upper_client prompts on a terminal")
+    os.write(master, b"typed\n")
+    check(read_line(c.stdout) == "TYPED", "the typed line is answered")
+    check(read_pty_until(b">>>: "), "and the next prompt is shown at once")
+    os.write(master, b"\x04")  # end of input
+    check(c.wait(timeout=DEADLINE) == 0, "client exits 0 at end of input")
+    os.close(master)
+    c.stdout.close()
+    check(stop(srv) == 0, "server exits 0 on SIGTERM")
+
+
 def test_two_thousand_clients():
     # 2000 clients connect one after another and stay: with the seed's
     # backlog of 5 a busy machine drops handshakes that then wait a second
@@ -346,6 +380,7 @@ def test_backlog_demo():
 for test in (test_bad_arguments, test_two_clients_at_once,
              test_long_line_larger_than_socket_buffers,
              test_two_thousand_clients, test_idle_clients_are_closed,
+             test_prompt_on_a_terminal,
              test_seed_python_client_and_raw_peers,
              test_client_against_seed_server, test_client_errors,
              test_backlog_demo):
