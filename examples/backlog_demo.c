@@ -42,8 +42,8 @@ static void on_connect(nk_tcp_client *cl, nk_tcp_conn *conn, int status,
                id);
     } else if (status == -ETIMEDOUT) {
         timed_out++;
-        printf("client %2ld: no answer within %d ms (queue full: SYN dropped)\n",
-               id, CONNECT_MS);
+        printf("client %2ld: no answer within %d ms "
+               "(queue full: SYN dropped)\n", id, CONNECT_MS);
     } else {
         failed++;
         printf("client %2ld: %s\n", id, nk_strerror(status));

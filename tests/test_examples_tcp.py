@@ -136,7 +136,8 @@ def test_long_line_larger_than_socket_buffers():
         r = subprocess.run([CLIENT, "127.0.0.1:%d" % port],
                            input=line + b"\nshort\n", capture_output=True,
                            timeout=DEADLINE)
-        ok = r.returncode == 0 and r.stdout == b"AB" * (16 << 20) + b"\nSHORT\n"
+        want = b"AB" * (16 << 20) + b"\nSHORT\n"
+        ok = r.returncode == 0 and r.stdout == want
     except subprocess.TimeoutExpired:
         ok = False
     check(ok, "tcp_upper_client: a 32 MiB line comes back whole (%.1f s)" %
