@@ -154,25 +154,25 @@ def test_long_line_larger_than_socket_buffers():
 def test_idle_clients_are_closed():
     # Slowloris: clients that connect and say nothing must not hold their
     # descriptors for ever; a client that talks is not touched.
-    srv, port = start_server("--idle-timeout", "1")
+    srv, port = start_server("--idle-timeout", "2")
     idle = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
             for _ in range(20)]
     busy = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
     t0 = time.monotonic()
     answered = True
-    for i in range(30):  # 1.5 s of one byte every 50 ms
+    for i in range(30):  # 3 s of one byte every 100 ms
         busy.sendall(b"s")
         answered = answered and recv_exact(busy, 1) == b"S"
-        time.sleep(0.05)  # the client's pace, not synchronisation
+        time.sleep(0.1)  # the client's pace, not synchronisation
     def closed(c):
         try:
             return c.recv(1) == b""
         except OSError:  # timed out (still open) or reset
             return False
     eofs = sum(closed(c) for c in idle)
-    check(eofs == 20 and time.monotonic() - t0 < 5,
-          "--idle-timeout 1: the 20 silent clients are closed (%d)" % eofs)
-    check(answered, "--idle-timeout 1: a client that talks stays served")
+    check(eofs == 20 and time.monotonic() - t0 < DEADLINE,
+          "--idle-timeout 2: the 20 silent clients are closed (%d)" % eofs)
+    check(answered, "--idle-timeout 2: a client that talks stays served")
     for c in idle + [busy]:
         c.close()
     check(stop(srv) == 0, "server exits 0 on SIGTERM")
