@@ -25,7 +25,7 @@ extern "C" {
  */
 #define NK_ERROR_MAP(X)                                                        \
     X(NK_EADDR_EMPTY, -4100, "address is empty")                              \
-    X(NK_EADDR_SYNTAX, -4101, "address is not HOST:PORT or [IPV6]:PORT")     \
+    X(NK_EADDR_SYNTAX, -4101, "address is not a valid HOST:PORT or [IPV6]:PORT") \
     X(NK_EADDR_BRACKET, -4102, "IPv6 address is missing its closing ']'")     \
     X(NK_EADDR_NOPORT, -4103, "address has no port after ':'")                \
     X(NK_EADDR_PORT, -4104, "port is not a decimal number from 0 to 65535")  \
