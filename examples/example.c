@@ -34,14 +34,17 @@ bool ex_parse_number(const char *text, long min, long max, long *out)
 bool ex_parse_address(int argc, char **argv, int optind, const char *def_text,
                       nk_addr *out)
 {
+    /* The program's name as its other messages give it, without a path. */
+    const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1
+                                             : argv[0];
     if (argc - optind > 1) {
-        fprintf(stderr, "%s: one HOST:PORT at most\n", argv[0]);
+        fprintf(stderr, "%s: one HOST:PORT at most\n", name);
         return false;
     }
     const char *text = optind < argc ? argv[optind] : def_text;
     int rc = nk_addr_resolve(text, AF_UNSPEC, out);
     if (rc < 0) {
-        fprintf(stderr, "%s: %s: %s\n", argv[0], text, nk_strerror(rc));
+        fprintf(stderr, "%s: %s: %s\n", name, text, nk_strerror(rc));
         return false;
     }
     return true;
