@@ -7,10 +7,11 @@
  * clients at once on one event loop, replies to every chunk as it arrives,
  * lets the library queue what a socket cannot take at once (and stop
  * reading a client that never reads), logs connects, disconnects and
- * resets, and exits 0 on SIGINT or SIGTERM. Its accept queue holds 511
- * connections by default (--backlog 5 is the seed's): a burst of clients
- * then waits in the queue instead of losing handshakes and retrying a
- * second later. A client silent for --idle-timeout seconds (300; 0:
+ * resets, and exits 0 on SIGINT or SIGTERM. Its backlog is the seed's 5
+ * by default: a queue of finished handshakes, not a connection limit. For
+ * bursts of new clients give it more (--backlog 511): Linux drops the
+ * handshakes that find the queue full, and their clients retry a second
+ * later. A client silent for --idle-timeout seconds (300; 0:
  * never) is closed, so clients that connect and say nothing, or a byte a
  * minute, do not hold descriptors for ever.
  *
@@ -98,11 +99,11 @@ static void on_close(nk_tcp_conn *conn, int reason, void *user)
 int main(int argc, char **argv)
 {
     ex_setup_output();
-    /* A queue, not a limit (the seed's listen(5) says so). Linux drops the
-     * handshakes that find it full and the client retries a second later,
-     * so a burst of new clients needs room; the kernel caps it at
+    /* The seed's listen(5): a queue, not a limit. Linux drops handshakes
+     * that find it full and their clients retry a second later, so a
+     * server expecting bursts asks for more; the kernel caps it at
      * net.core.somaxconn. */
-    long backlog = 511;
+    long backlog = 5;
     long idle_s = 300;
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
