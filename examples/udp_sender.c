@@ -66,12 +66,9 @@ int main(int argc, char **argv)
                 nk_strerror(rc));
         return 1;
     }
-    /* Join without saying anything; a validating room answers with its
-     * challenge, which drain() handles. */
-    char hello[NK_ROOM_HELLO_LEN];
-    nk_udp_room_client_hello(hello, sizeof hello);
-    nk_udp_endpoint_send_to(ep, hello, sizeof hello, NULL);
-
+    /* No join datagram first: a sender needs no membership to be heard,
+     * and the seed's room would relay it to everyone. A validating room
+     * answers the first line with its challenge, which drain() handles. */
     bool warned = false;
     char *line = NULL;
     size_t cap = 0;
