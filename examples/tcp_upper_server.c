@@ -25,20 +25,11 @@
 #include <stdlib.h>
 
 #include "example.h"
+#include "upper.h" /* upper_copy(): a-z to A-Z */
 
 static const char *usage_text =
     "tcp_upper_server [--help] [--backlog N] [--idle-timeout SEC] "
     "[HOST:PORT]";
-
-/* The lesson's one transformation: ASCII a-z become A-Z, every other byte
- * (digits, UTF-8, NUL, "\r") is sent back unchanged. */
-static void upper_ascii(uint8_t *dst, const uint8_t *src, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = src[i];
-        dst[i] = (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
-    }
-}
 
 /* What we remember per client: its address, for the log lines. */
 struct client {
@@ -68,7 +59,7 @@ static void on_data(nk_tcp_conn *conn, const void *data, size_t len,
     const uint8_t *p = data;
     while (len > 0) {
         size_t n = len < sizeof reply ? len : sizeof reply;
-        upper_ascii(reply, p, n);
+        upper_copy(reply, p, n);
         /* send() copies what the socket cannot take now; past the high
          * watermark the library stops reading this client by itself. */
         if (nk_tcp_conn_send(conn, reply, n) < 0)

@@ -15,17 +15,9 @@
 #include <stdio.h>
 
 #include "example.h"
+#include "upper.h" /* upper_copy(): a-z to A-Z */
 
 static const char *usage_text = "udp_upper_server [--help] [HOST:PORT]";
-
-/* ASCII a-z become A-Z; every other byte comes back unchanged. */
-static void upper_ascii(uint8_t *dst, const uint8_t *src, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = src[i];
-        dst[i] = (c >= 'a' && c <= 'z') ? (uint8_t)(c - 'a' + 'A') : c;
-    }
-}
 
 static unsigned long long served;
 
@@ -49,7 +41,7 @@ static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
     ex_put_text(stdout, ev->data, ev->len); /* one datagram, one line */
     putchar('\n');
     static uint8_t reply[65536];
-    upper_ascii(reply, ev->data, ev->len);
+    upper_copy(reply, ev->data, ev->len);
     /* A send either hands the whole datagram to the system or fails: UDP
      * never sends part of one. A full buffer drops it, as the network may. */
     int rc = nk_udp_endpoint_send_to(ep, reply, ev->len, ev->from);
