@@ -34,18 +34,39 @@ struct defer_node {
 
 /* ---- time ---------------------------------------------------------- */
 
-void nk_loop_update_time(nk_loop *loop)
+void nk__loop_read_clock(nk_loop *loop)
 {
     struct timespec ts;
-    if (!loop)
-        return;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     loop->now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    loop->now_stale = false;
 }
 
+void nk_loop_update_time(nk_loop *loop)
+{
+    if (loop)
+        nk__loop_read_clock(loop);
+}
+
+/* The clock is read after a wait only when a timer is waiting (timers
+ * need it to fire on time; an iteration woken by one ready fd does not).
+ * Otherwise the first caller of the iteration reads it here, so callers
+ * still see the time of the current iteration. */
 uint64_t nk_loop_now(const nk_loop *loop)
 {
-    return loop ? loop->now : 0;
+    if (!loop)
+        return 0;
+    if (loop->now_stale) /* every loop comes from nk_loop_new(): not const */
+        nk__loop_read_clock((nk_loop *)loop);
+    return loop->now;
+}
+
+void nk__loop_woke(nk_loop *loop)
+{
+    if (loop->heap_min)
+        nk__loop_read_clock(loop);
+    else
+        loop->now_stale = true;
 }
 
 /* ---- fd watchers --------------------------------------------------- */
@@ -132,10 +153,7 @@ void nk__io_stop(nk_io *io)
 void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events)
 {
     (void)loop;
-    /* Interest may have shrunk since the events were fetched. */
-    events &= io->events;
-    if (events)
-        io->cb(io, events, io->user);
+    nk__io_dispatch(io, events);
 }
 
 int nk_io_start(nk_loop *loop, int fd, unsigned events, nk_io_cb cb,
@@ -471,35 +489,46 @@ static bool alive(const nk_loop *loop)
         || atomic_load_explicit(&loop->posted, memory_order_relaxed);
 }
 
-int nk_loop_timeout(const nk_loop *loop)
+static int next_timeout(const nk_loop *loop)
 {
-    if (!loop)
-        return 0;
     if (loop->tasks || atomic_load_explicit(&loop->stop, memory_order_relaxed))
         return 0;
-    uint64_t next = nk__timers_next(loop);
-    if (next == UINT64_MAX)
+    if (!loop->heap_min)
         return -1;
+    /* A timer is waiting: loop->now was read after the last wait or when
+     * the timer started, never later than the real time. */
+    uint64_t next = nk__timers_next(loop);
     if (next <= loop->now)
         return 0;
     uint64_t d = next - loop->now;
     return d > INT_MAX ? INT_MAX : (int)d;
 }
 
+int nk_loop_timeout(const nk_loop *loop)
+{
+    return loop ? next_timeout(loop) : 0;
+}
+
 static int iterate(nk_loop *loop, nk_run_mode mode)
 {
     loop->iterations++;
-    size_t ran = run_tasks(loop);
-    ran += nk__timers_run(loop);
+    /* Each step costs one test when it has nothing to do, so an iteration
+     * woken for one ready fd is little more than the wait and a call. */
+    size_t ran = loop->task_head ? run_tasks(loop) : 0;
+    if (loop->heap_min)
+        ran += nk__timers_run(loop);
     int timeout = 0;
     /* ONCE waits only if nothing has run yet in this iteration. */
     if (mode == NK_RUN_DEFAULT || (mode == NK_RUN_ONCE && !ran)) {
-        if (alive(loop))
-            timeout = nk_loop_timeout(loop);
+        /* DEFAULT checked alive() just before this call: only tasks and
+         * timers that ran since can have changed it. */
+        if ((mode == NK_RUN_DEFAULT && !ran) || alive(loop))
+            timeout = next_timeout(loop);
     }
-    /* The backend refreshes the time when the wait ends, before dispatch:
-     * the one clock read of the iteration serves the I/O callbacks and the
-     * next iteration's timers. */
+    /* The backend calls nk__loop_woke() when the wait ends, before
+     * dispatch: with a timer waiting, that one clock read of the iteration
+     * serves the I/O callbacks and the next iteration's timers; without
+     * one, the clock is read only if a callback asks for the time. */
     int r = nk__backend_poll(loop->backend, timeout);
     drain_posted(loop);
     if (r < 0)

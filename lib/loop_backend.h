@@ -23,5 +23,16 @@ int nk__backend_fd(const struct nk_backend *b);
 
 /* Implemented by loop.c: deliver events to io unless it was stopped. */
 void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events);
+/* Implemented by loop.c: called once the wait ended, before dispatch. */
+void nk__loop_woke(nk_loop *loop);
+
+/* What nk__loop_dispatch_io() does, for the backends' dispatch loops:
+ * interest may have shrunk since the events were fetched. */
+static inline void nk__io_dispatch(nk_io *io, unsigned events)
+{
+    events &= io->events;
+    if (events)
+        io->cb(io, events, io->user);
+}
 
 #endif

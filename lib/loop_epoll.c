@@ -89,15 +89,15 @@ static unsigned to_nk(uint32_t e)
 int nk__backend_poll(struct nk_backend *b, int timeout_ms)
 {
     int n = epoll_wait(b->epfd, b->events, NK_EPOLL_EVENTS, timeout_ms);
-    int err = errno;
-    nk_loop_update_time(b->loop);
+    int err = n < 0 ? errno : 0; /* errno is a call away: only on failure */
+    nk__loop_woke(b->loop);
     if (n < 0)
         return err == EINTR ? 0 : -err;
     b->n = n;
     for (b->index = 0; b->index < n; b->index++) {
         nk_io *io = b->events[b->index].data.ptr;
         if (io)
-            nk__loop_dispatch_io(b->loop, io, to_nk(b->events[b->index].events));
+            nk__io_dispatch(io, to_nk(b->events[b->index].events));
     }
     b->n = 0;
     b->index = 0;

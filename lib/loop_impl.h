@@ -21,6 +21,7 @@ struct nk__post; /* a posted callback, loop.c */
 struct nk_loop {
     struct nk_backend *backend;
     uint64_t now;             /* cached monotonic time, ms */
+    bool now_stale;           /* now not read since the last wait */
     uint64_t iterations;
     bool running;             /* inside nk_loop_run() */
 
@@ -60,6 +61,9 @@ struct nk_loop {
     sigset_t sigmask;
     nk_signal *sigs[NSIG];
 };
+
+/* loop.c: read the clock into loop->now (and mark it fresh). */
+void nk__loop_read_clock(nk_loop *loop);
 
 /* loop_timer.c */
 /* Fires the due timers; returns how many fired. */

@@ -112,7 +112,7 @@ int nk__backend_poll(struct nk_backend *b, int timeout_ms)
 {
     int n = poll(b->fds, (nfds_t)b->n, timeout_ms);
     int err = errno;
-    nk_loop_update_time(b->loop);
+    nk__loop_woke(b->loop);
     if (n < 0)
         return err == EINTR ? 0 : -err;
     int dispatched = 0;
@@ -124,7 +124,7 @@ int nk__backend_poll(struct nk_backend *b, int timeout_ms)
             continue;
         b->fds[i].revents = 0;
         dispatched++;
-        nk__loop_dispatch_io(b->loop, b->ios[i], to_nk(re));
+        nk__io_dispatch(b->ios[i], to_nk(re));
     }
     return dispatched;
 }

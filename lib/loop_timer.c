@@ -160,10 +160,12 @@ void nk__timer_start(nk_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
     nk_loop *loop = t->loop;
     if (nk__timer_active(t))
         heap_remove(loop, &t->node);
-    /* Outside nk_loop_run() the cached time may be old: a timer measured
-     * from it could fire early. Callbacks use the iteration's time. */
-    if (!loop->running)
-        nk_loop_update_time(loop);
+    /* Outside nk_loop_run() the cached time may be old, and inside it the
+     * clock is not read after a wait with no timer (now_stale): a timer
+     * measured from an old time could fire early. Callbacks otherwise use
+     * the iteration's time. */
+    if (!loop->running || loop->now_stale)
+        nk__loop_read_clock(loop);
     t->deadline = add_sat(loop->now, timeout_ms);
     t->repeat = repeat_ms;
     t->seq = loop->timer_seq++;
