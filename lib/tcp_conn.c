@@ -5,13 +5,16 @@
  * Hot path (one echoed message): one recv into the shared read buffer,
  * the message handed out straight from it, one send that writes it all;
  * no allocation, no timer heap operation (the idle timer is re-armed lazily
- * when it fires), no epoll_ctl (interest is only changed when it differs). */
+ * when it fires), no epoll_ctl (interest is only changed when it differs),
+ * no clock read without an idle timeout, and with raw framing no decoder:
+ * the bytes read go straight to on_data. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "compiler.h"
 #include "netkit/error.h"
 #include "sock.h"
 #include "tcp_conn.h"
@@ -56,6 +59,32 @@ struct nk_tcp_conn {
 
 static void conn_finish(nk_tcp_conn *c, int reason);
 
+/* nk__send()/nk__recv() inlined for the per-message path (one call
+ * fewer each way): MSG_NOSIGNAL, EINTR retried, EWOULDBLOCK as -EAGAIN. */
+static inline ssize_t conn_send(int fd, const void *buf, size_t len)
+{
+    ssize_t n;
+    while ((n = send(fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+static inline ssize_t conn_recv(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+    while ((n = recv(fd, buf, len, 0)) < 0 && errno == EINTR)
+        ;
+    return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* Activity stamp for the lazy idle timer; without an idle timeout nothing
+ * reads it, so the clock is not asked. */
+static inline void stamp(nk_tcp_conn *c)
+{
+    if (c->cfg->opts.idle_timeout_ms)
+        c->last_active = nk_loop_now(c->cfg->loop);
+}
+
 static size_t queued(const nk_tcp_conn *c)
 {
     return c->wq ? c->wq->len - c->wq->head : 0;
@@ -67,7 +96,7 @@ static size_t buffered(const nk_tcp_conn *c)
 }
 
 /* Ask the loop for what the state needs; the loop is told only on change. */
-static void update_interest(nk_tcp_conn *c)
+NK__NOINLINE static void update_interest(nk_tcp_conn *c)
 {
     if (c->flags & C_DEAD)
         return;
@@ -112,7 +141,7 @@ static void cfg_task(nk_loop *loop, void *arg)
  * leave on_close and the free to the deferred task, so it is safe from any
  * callback (the fd number may be reused at once: the loop delivers no
  * stale event to a stopped watcher). */
-static void conn_finish(nk_tcp_conn *c, int reason)
+NK__COLD static void conn_finish(nk_tcp_conn *c, int reason)
 {
     if (c->flags & C_DEAD)
         return;
@@ -179,12 +208,12 @@ static void after_flush(nk_tcp_conn *c)
 
 /* ---- writing ---- */
 
-static void flush(nk_tcp_conn *c)
+NK__NOINLINE static void flush(nk_tcp_conn *c)
 {
     struct wq *q = c->wq;
     while (q && q->head < q->len) {
         size_t n = q->len - q->head;
-        ssize_t w = nk__send(c->io.fd, q->data + q->head, n);
+        ssize_t w = conn_send(c->io.fd, q->data + q->head, n);
         if (w == -EAGAIN)
             break;
         if (w < 0) {
@@ -193,7 +222,7 @@ static void flush(nk_tcp_conn *c)
         }
         q->head += (size_t)w;
         c->bytes_out += (uint64_t)w;
-        c->last_active = nk_loop_now(c->cfg->loop);
+        stamp(c);
         if ((size_t)w < n)
             break; /* the socket buffer is full: the next send would EAGAIN */
     }
@@ -242,28 +271,19 @@ static int enqueue(nk_tcp_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
+/* nk_tcp_conn_send() past its fast path: @w is what the direct write
+ * returned (0 if none was tried); queue what it did not take. */
+NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssize_t w)
 {
-    if (!c || (!data && len))
-        return NK_EINVAL;
-    if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED | C_WR_SHUT))
-        return NK_ECLOSED;
-    const uint8_t *p = data;
     size_t sent = 0;
-    if (!c->wq && len) {
-        /* Fast path: nothing queued, so write directly and copy nothing. */
-        ssize_t w = nk__send(c->io.fd, p, len);
-        if (w < 0 && w != -EAGAIN) {
-            conn_finish(c, (int)w);
-            return (int)w;
-        }
-        if (w > 0) {
-            sent = (size_t)w;
-            c->bytes_out += (uint64_t)w;
-            c->last_active = nk_loop_now(c->cfg->loop);
-        }
-        if (sent == len)
-            return 0;
+    if (w < 0 && w != -EAGAIN) {
+        conn_finish(c, (int)w);
+        return (int)w;
+    }
+    if (w > 0) {
+        sent = (size_t)w;
+        c->bytes_out += (uint64_t)w;
+        stamp(c);
     }
     size_t rest = len - sent;
     if (rest == 0)
@@ -290,6 +310,26 @@ int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
     if (c->flags & C_DEAD)
         return c->reason;
     return q > c->cfg->opts.high_watermark;
+}
+
+int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
+{
+    if (!c || (!data && len))
+        return NK_EINVAL;
+    if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED | C_WR_SHUT))
+        return NK_ECLOSED;
+    if (!c->wq && len) {
+        /* Fast path: nothing queued, so write directly and copy nothing;
+         * a write the socket takes whole returns from here. */
+        ssize_t w = conn_send(c->io.fd, data, len);
+        if (w == (ssize_t)len) {
+            c->bytes_out += (uint64_t)w;
+            stamp(c);
+            return 0;
+        }
+        return send_rest(c, data, len, w);
+    }
+    return send_rest(c, data, len, 0);
 }
 
 /* ---- reading ---- */
@@ -356,7 +396,7 @@ static bool delivering(const nk_tcp_conn *c)
     return !(c->flags & (C_DEAD | C_CLOSING));
 }
 
-static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
+NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
 {
     const nk_tcp_conn_opts *o = &c->cfg->opts;
     nk_frame_msg m;
@@ -409,7 +449,7 @@ static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
     }
 }
 
-static void on_peer_eof(nk_tcp_conn *c)
+NK__COLD static void on_peer_eof(nk_tcp_conn *c)
 {
     c->flags |= C_EOF;
     if (c->flags & C_CLOSING) {
@@ -439,10 +479,12 @@ static void on_peer_eof(nk_tcp_conn *c)
 static void do_read(nk_tcp_conn *c)
 {
     struct nk__tcp_cfg *cfg = c->cfg;
+    bool raw = cfg->opts.frame.kind == NK_FRAME_RAW;
+    nk_tcp_data_cb on_data = cfg->opts.on_data;
     /* A few reads at most per wakeup, so one busy peer cannot starve the
      * others; a short read means the socket is empty: no read for EAGAIN. */
     for (int i = 0; i < 4; i++) {
-        ssize_t n = nk__recv(c->io.fd, cfg->scratch, cfg->scratch_size);
+        ssize_t n = conn_recv(c->io.fd, cfg->scratch, cfg->scratch_size);
         if (n == -EAGAIN)
             return;
         if (n < 0) {
@@ -454,10 +496,17 @@ static void do_read(nk_tcp_conn *c)
             return;
         }
         c->bytes_in += (uint64_t)n;
-        c->last_active = nk_loop_now(cfg->loop);
+        stamp(c);
         if (c->flags & C_CLOSING)
             continue; /* draining: discard */
-        deliver(c, cfg->scratch, (size_t)n);
+        if (raw) {
+            /* Raw framing: every read is one message, with no partial
+             * one to carry: no decoder, no buffer, a straight call. */
+            if (on_data)
+                on_data(c, cfg->scratch, (size_t)n, c->user);
+        } else {
+            deliver(c, cfg->scratch, (size_t)n);
+        }
         if (c->flags & (C_DEAD | C_CLOSING | C_PAUSED_WM | C_PAUSED_APP))
             return;
         if ((size_t)n < cfg->scratch_size)
@@ -473,7 +522,10 @@ static void conn_io(nk_io *io, unsigned events, void *arg)
         flush(c);
     if ((events & NK_READ) && !(c->flags & (C_DEAD | C_EOF)))
         do_read(c);
-    update_interest(c);
+    /* The common case after an echo: no flag, nothing queued, reading
+     * only: the interest is unchanged, nothing to compute. */
+    if (c->flags || c->wq || c->io.events != NK_READ)
+        update_interest(c);
 }
 
 static void conn_timer(nk_timer *t, void *arg)
