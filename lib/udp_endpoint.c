@@ -54,6 +54,7 @@ struct nk_udp_endpoint {
     struct mmsghdr *rmsg;
     struct iovec *riov;
     union sa_any *rname;
+    unsigned rdirty;      /* slots from this one on are ready for a receive */
 
     /* send set: send_batch slots */
     struct mmsghdr *smsg;
@@ -132,6 +133,7 @@ static int alloc_sets(nk_udp_endpoint *ep)
         ep->rmsg[i].msg_hdr.msg_iovlen = 1;
         ep->rmsg[i].msg_hdr.msg_name = &ep->rname[i];
     }
+    ep->rdirty = (unsigned)nr; /* msg_namelen is still 0 everywhere */
     return 0;
 }
 
@@ -268,9 +270,17 @@ void nk_udp_endpoint_close(nk_udp_endpoint *ep)
 static int dest_for(const nk_udp_endpoint *ep, const nk_addr *to,
                     union sa_any *out, socklen_t *len, size_t *limit)
 {
-    int fam = nk_addr_family(to);
-    if (fam == 0)
+    /* nk_addr_family(), inlined: this runs once per datagram sent. */
+    int fam = to->len ? to->u.sa.sa_family : 0;
+    if (fam != AF_INET && fam != AF_INET6)
         return NK_EINVAL;
+    if (fam == AF_INET && ep->family == AF_INET) {
+        /* The common case first: no mapping, a fixed-size copy. */
+        out->v4 = to->u.v4;
+        *len = sizeof out->v4;
+        *limit = NK_UDP_MAX_IPV4;
+        return 0;
+    }
     memset(out, 0, sizeof *out);
     if (fam == AF_INET && ep->family == AF_INET6) {
         out->v6.sin6_family = AF_INET6;
@@ -491,10 +501,20 @@ static void deliver_datagram(nk_udp_endpoint *ep, unsigned i)
     size_t len = size < ep->opts.max_datagram ? size : ep->opts.max_datagram;
     bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > len;
     nk_addr from;
-    if (nk_addr_from_sockaddr(&from, &ep->rname[i].sa,
-                              m->msg_hdr.msg_namelen) < 0)
-        return; /* not IPv4/IPv6: cannot come from a UDP socket */
-    nk_addr_normalize(&from);
+    const union sa_any *name = &ep->rname[i];
+    if (name->sa.sa_family == AF_INET
+        && m->msg_hdr.msg_namelen >= sizeof name->v4) {
+        /* An IPv4 socket's source, the common case: what
+         * nk_addr_from_sockaddr() makes of it, built in place. */
+        memset(&from, 0, sizeof from);
+        from.u.v4 = name->v4;
+        from.len = sizeof name->v4;
+    } else {
+        if (nk_addr_from_sockaddr(&from, &name->sa,
+                                  m->msg_hdr.msg_namelen) < 0)
+            return; /* not IPv4/IPv6: cannot come from a UDP socket */
+        nk_addr_normalize(&from);
+    }
     ep->stats.datagrams_in++;
     ep->stats.bytes_in += len;
     if (truncated)
@@ -522,15 +542,25 @@ static void receive_some(nk_udp_endpoint *ep)
     while (budget > 0 && !ep->closing && ep->receiving) {
         unsigned n = budget < ep->opts.recv_batch ? budget
                                                    : ep->opts.recv_batch;
-        for (unsigned i = 0; i < n; i++) {
+        /* The system writes only the slots it fills: reset those of the
+         * last call, not the whole batch, so a batch of 64 slots that
+         * brings 3 datagrams costs 3 resets. */
+        unsigned k = ep->rdirty < n ? ep->rdirty : n;
+        for (unsigned i = 0; i < k; i++) {
             ep->rmsg[i].msg_hdr.msg_namelen = sizeof ep->rname[i];
             ep->rmsg[i].msg_hdr.msg_flags = 0;
             ep->rmsg[i].msg_len = 0;
         }
+        if (ep->rdirty <= n)
+            ep->rdirty = 0;
         ep->stats.recv_calls++;
         /* MSG_TRUNC: msg_len is the datagram's real size, even when it did
          * not fit; the returned msg_flags MSG_TRUNC says it did not. */
         int r = nk__udp_recv_batch(ep->fd, ep->rmsg, n, MSG_TRUNC);
+        if (r > 0 && (unsigned)r > ep->rdirty)
+            ep->rdirty = (unsigned)r;
+        else if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK)
+            ep->rdirty = n; /* a failed call may have written its first */
         if (r == -EAGAIN || r == -EWOULDBLOCK) {
             if (!got_any && ep->opts.recv_errors && !ep->closing)
                 drain_errors(ep, true);
