@@ -128,10 +128,12 @@ static void fan_out(nk_udp_room *r, const nk_addr *from, const void *data,
 {
     const uint32_t *idx;
     size_t n = nk__room_targets(&r->core, from, len, &idx);
-    for (size_t k = 0; k < n; k++) {
-        r->dst[k] = *nk__room_member_addr(&r->core, idx[k]);
-        r->msgs[k] = (nk_udp_msg){.data = data, .len = len, .to = &r->dst[k]};
-    }
+    /* Each message points at its member's own address: nothing in the
+     * send can change the member table, so no copy per delivery. */
+    const struct nk__room_member *members = r->core.members;
+    for (size_t k = 0; k < n; k++)
+        r->msgs[k] = (nk_udp_msg){.data = data, .len = len,
+                                  .to = &members[idx[k]].addr};
     int sent = nk_udp_endpoint_send_batch(r->ep, r->msgs, n);
     if (sent < 0)
         return;
@@ -139,6 +141,10 @@ static void fan_out(nk_udp_room *r, const nk_addr *from, const void *data,
     r->core.stats.bytes_out += (uint64_t)sent * len;
     if ((size_t)sent == n)
         return;
+    /* Failures may remove members, which moves others in the table:
+     * copy every destination before acting on any result. */
+    for (size_t k = 0; k < n; k++)
+        r->dst[k] = *r->msgs[k].to;
     for (size_t k = 0; k < n; k++) {
         int res = r->msgs[k].result;
         if (res >= 0)
