@@ -61,13 +61,6 @@ uint64_t nk_loop_now(const nk_loop *loop)
     return loop->now;
 }
 
-void nk__loop_woke(nk_loop *loop)
-{
-    if (loop->heap_min)
-        nk__loop_read_clock(loop);
-    else
-        loop->now_stale = true;
-}
 
 /* ---- fd watchers --------------------------------------------------- */
 
@@ -525,11 +518,13 @@ static int iterate(nk_loop *loop, nk_run_mode mode)
         if ((mode == NK_RUN_DEFAULT && !ran) || alive(loop))
             timeout = next_timeout(loop);
     }
-    /* The backend calls nk__loop_woke() when the wait ends, before
-     * dispatch: with a timer waiting, that one clock read of the iteration
-     * serves the I/O callbacks and the next iteration's timers; without
-     * one, the clock is read only if a callback asks for the time. */
-    int r = nk__backend_poll(loop->backend, timeout);
+    /* With a timer waiting, the backend reads the clock when the wait
+     * ends, before dispatch: that one read of the iteration serves the I/O
+     * callbacks and the next iteration's timers. Without one, the clock is
+     * read only if a callback asks for the time (or starts a timer). */
+    bool timers = loop->heap_min != NULL;
+    loop->now_stale = !timers;
+    int r = nk__backend_poll(loop->backend, timeout, timers);
     drain_posted(loop);
     if (r < 0)
         return r;

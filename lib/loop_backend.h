@@ -12,10 +12,11 @@ void nk__backend_free(struct nk_backend *b);
 const char *nk__backend_name(void);
 /* Register, change or (events == 0) remove io's interest. */
 int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events);
-/* Wait up to timeout_ms (-1: forever) and call nk__loop_dispatch_io() for
- * each ready watcher. Returns the number dispatched or a -errno (EINTR is
+/* Wait up to timeout_ms (-1: forever), then, if @read_clock, read the
+ * clock (nk__loop_read_clock) before dispatching to each ready watcher
+ * (nk__io_dispatch). Returns the number dispatched or a -errno (EINTR is
  * not an error: 0). */
-int nk__backend_poll(struct nk_backend *b, int timeout_ms);
+int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock);
 /* Forget events already fetched for io in the current batch. */
 void nk__backend_invalidate(struct nk_backend *b, nk_io *io);
 /* The fd for nk_loop_fd(), or NK_ENOTSUP. */
@@ -23,8 +24,8 @@ int nk__backend_fd(const struct nk_backend *b);
 
 /* Implemented by loop.c: deliver events to io unless it was stopped. */
 void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events);
-/* Implemented by loop.c: called once the wait ended, before dispatch. */
-void nk__loop_woke(nk_loop *loop);
+/* Implemented by loop.c: read the clock into the loop's time. */
+void nk__loop_read_clock(nk_loop *loop);
 
 /* What nk__loop_dispatch_io() does, for the backends' dispatch loops:
  * interest may have shrunk since the events were fetched. */

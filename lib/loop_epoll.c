@@ -78,6 +78,8 @@ static unsigned to_nk(uint32_t e)
 {
     /* Errors and hang-ups wake both directions: the next read or write
      * returns the error. */
+    if (e == EPOLLIN)
+        return NK_READ; /* the common case, in one test */
     unsigned r = 0;
     if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
         r |= NK_READ;
@@ -86,11 +88,12 @@ static unsigned to_nk(uint32_t e)
     return r;
 }
 
-int nk__backend_poll(struct nk_backend *b, int timeout_ms)
+int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock)
 {
     int n = epoll_wait(b->epfd, b->events, NK_EPOLL_EVENTS, timeout_ms);
     int err = n < 0 ? errno : 0; /* errno is a call away: only on failure */
-    nk__loop_woke(b->loop);
+    if (read_clock)
+        nk__loop_read_clock(b->loop);
     if (n < 0)
         return err == EINTR ? 0 : -err;
     b->n = n;

@@ -62,9 +62,6 @@ struct nk_loop {
     nk_signal *sigs[NSIG];
 };
 
-/* loop.c: read the clock into loop->now (and mark it fresh). */
-void nk__loop_read_clock(nk_loop *loop);
-
 /* loop_timer.c */
 /* Fires the due timers; returns how many fired. */
 size_t nk__timers_run(nk_loop *loop);

@@ -108,11 +108,12 @@ static unsigned to_nk(short e)
     return r;
 }
 
-int nk__backend_poll(struct nk_backend *b, int timeout_ms)
+int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock)
 {
     int n = poll(b->fds, (nfds_t)b->n, timeout_ms);
     int err = errno;
-    nk__loop_woke(b->loop);
+    if (read_clock)
+        nk__loop_read_clock(b->loop);
     if (n < 0)
         return err == EINTR ? 0 : -err;
     int dispatched = 0;
