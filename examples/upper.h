@@ -25,7 +25,9 @@ static inline uint64_t upper_word(uint64_t w)
     return w ^ (lower >> 2);
 }
 
-/* Copy @n bytes from @src to @dst uppercased; @dst may be @src. */
+/* Copy @n bytes from @src to @dst uppercased; @dst may be @src (servers
+ * whose library hands them read-only data copy, the others work in place:
+ * the same loop either way). */
 static inline void upper_copy(void *dst, const void *src, size_t n)
 {
     unsigned char *d = dst;
@@ -52,6 +54,12 @@ static inline void upper_copy(void *dst, const void *src, size_t n)
     for (; i < n; i++)
         d[i] = (s[i] >= 'a' && s[i] <= 'z') ? (unsigned char)(s[i] ^ 0x20)
                                              : s[i];
+}
+
+/* Uppercase @n bytes of @buf in place. */
+static inline void upper_buf(void *buf, size_t n)
+{
+    upper_copy(buf, buf, n);
 }
 
 #endif
