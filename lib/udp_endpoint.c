@@ -336,9 +336,8 @@ static int fill_slot(nk_udp_endpoint *ep, unsigned i, const nk_udp_msg *m)
         return -EMSGSIZE;
     ep->siov[i].iov_base = (void *)(uintptr_t)m->data;
     ep->siov[i].iov_len = m->len;
-    h->msg_control = NULL;
-    h->msg_controllen = 0;
-    h->msg_flags = 0;
+    /* msg_control, msg_controllen and msg_flags stay 0 from the
+     * allocation: sendmmsg() writes only msg_len. */
     return 0;
 }
 
@@ -359,13 +358,34 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
         return NK_ECLOSED;
     size_t i = 0, sent = 0, retry_at = SIZE_MAX;
     unsigned retries = 0;
+    struct mmsghdr *smsg = ep->smsg;
+    struct iovec *siov = ep->siov;
+    union sa_any *sname = ep->sname;
+    bool v4sock = ep->family == AF_INET;
     while (i < count) {
         /* Fill slots from i on, stopping before a datagram that cannot be
          * sent at all (it gets its result, and the batch goes on). */
         unsigned n = 0;
         size_t room = ep->opts.send_batch;
         while (n < room && i + n < count) {
-            int rc = fill_slot(ep, n, &msgs[i + n]);
+            const nk_udp_msg *m = &msgs[i + n];
+            const nk_addr *to = m->to;
+            if (v4sock && to != NULL && to->len != 0
+                && to->u.sa.sa_family == AF_INET
+                && m->len <= NK_UDP_MAX_IPV4
+                && (m->data != NULL || m->len == 0)) {
+                /* What fill_slot() does for the common case, an IPv4
+                 * destination on an IPv4 socket, with the slot arrays in
+                 * locals: this runs once per datagram of a fan-out. */
+                sname[n].v4 = to->u.v4;
+                smsg[n].msg_hdr.msg_name = &sname[n];
+                smsg[n].msg_hdr.msg_namelen = sizeof sname[n].v4;
+                siov[n].iov_base = (void *)(uintptr_t)m->data;
+                siov[n].iov_len = m->len;
+                n++;
+                continue;
+            }
+            int rc = fill_slot(ep, n, m);
             if (rc < 0) {
                 if (n == 0) {
                     msgs[i].result = rc;
@@ -380,7 +400,7 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
         if (n == 0)
             continue;
         ep->stats.send_calls++;
-        int r = nk__udp_send_batch(ep->fd, ep->smsg, n);
+        int r = nk__udp_send_batch(ep->fd, smsg, n);
         if (r < 0) {
             /* The first datagram was not sent. A late ICMP error left on
              * the socket by another destination fails whatever send comes
@@ -401,11 +421,13 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
             continue;
         }
         /* Partial: the system took r datagrams; carry on from index i+r. */
+        uint64_t bytes = 0;
         for (int j = 0; j < r; j++) {
-            msgs[i + (size_t)j].result = (int)ep->smsg[j].msg_len;
-            ep->stats.datagrams_out++;
-            ep->stats.bytes_out += ep->smsg[j].msg_len;
+            msgs[i + (size_t)j].result = (int)smsg[j].msg_len;
+            bytes += smsg[j].msg_len;
         }
+        ep->stats.datagrams_out += (uint64_t)r;
+        ep->stats.bytes_out += bytes;
         i += (size_t)r;
         sent += (size_t)r;
     }
