@@ -476,7 +476,13 @@ NK__COLD static void on_peer_eof(nk_tcp_conn *c)
         conn_finish(c, NK_EOF);
 }
 
-static void do_read(nk_tcp_conn *c)
+/* Not a read result (those are byte counts or -errno): do_read() reads
+ * first. */
+#define NOT_READ (-(ssize_t)0x7fffffff)
+
+/* @first: the result of a read already made (conn_recv's convention), or
+ * NOT_READ. */
+NK__NOINLINE static void do_read(nk_tcp_conn *c, ssize_t first)
 {
     struct nk__tcp_cfg *cfg = c->cfg;
     bool raw = cfg->opts.frame.kind == NK_FRAME_RAW;
@@ -484,7 +490,10 @@ static void do_read(nk_tcp_conn *c)
     /* A few reads at most per wakeup, so one busy peer cannot starve the
      * others; a short read means the socket is empty: no read for EAGAIN. */
     for (int i = 0; i < 4; i++) {
-        ssize_t n = conn_recv(c->io.fd, cfg->scratch, cfg->scratch_size);
+        ssize_t n = first;
+        first = NOT_READ;
+        if (n == NOT_READ)
+            n = conn_recv(c->io.fd, cfg->scratch, cfg->scratch_size);
         if (n == -EAGAIN)
             return;
         if (n < 0) {
@@ -518,10 +527,30 @@ static void conn_io(nk_io *io, unsigned events, void *arg)
 {
     (void)io;
     nk_tcp_conn *c = arg;
-    if (events & NK_WRITE)
-        flush(c);
-    if ((events & NK_READ) && !(c->flags & (C_DEAD | C_EOF)))
-        do_read(c);
+    struct nk__tcp_cfg *cfg = c->cfg;
+    if (events == NK_READ && c->flags == 0 && cfg->quick_read) {
+        /* The echo case (raw framing, no idle timeout, nothing pending):
+         * one read shorter than the buffer means the socket is empty, and
+         * it goes to on_data as it is. Anything else continues in
+         * do_read() with the result of this read. */
+        ssize_t n = recv(c->io.fd, cfg->scratch, cfg->scratch_size, 0);
+        if (NK__LIKELY(n > 0 && (size_t)n < cfg->scratch_size)) {
+            c->bytes_in += (uint64_t)n;
+            cfg->opts.on_data(c, cfg->scratch, (size_t)n, c->user);
+        } else {
+            if (n < 0)
+                n = errno == EINTR ? conn_recv(c->io.fd, cfg->scratch,
+                                               cfg->scratch_size)
+                    : errno == EWOULDBLOCK ? -EAGAIN
+                                           : -errno;
+            do_read(c, n);
+        }
+    } else {
+        if (events & NK_WRITE)
+            flush(c);
+        if ((events & NK_READ) && !(c->flags & (C_DEAD | C_EOF)))
+            do_read(c, NOT_READ);
+    }
     /* The common case after an echo: no flag, nothing queued, reading
      * only: the interest is unchanged, nothing to compute. */
     if (c->flags || c->wq || c->io.events != NK_READ)
@@ -565,6 +594,8 @@ void nk__tcp_cfg_init(struct nk__tcp_cfg *cfg, nk_loop *loop,
     memset(cfg, 0, sizeof *cfg);
     cfg->loop = loop;
     cfg->opts = *opts;
+    cfg->quick_read = opts->frame.kind == NK_FRAME_RAW && opts->on_data
+                      && !opts->idle_timeout_ms;
 }
 
 nk_tcp_conn *nk__tcp_conn_new(struct nk__tcp_cfg *cfg, int fd, int *err)

@@ -27,6 +27,9 @@ struct nk__tcp_cfg {
     nk_tcp_conn_opts opts;
     uint8_t *scratch;      /* every read lands here first */
     size_t scratch_size;
+    /* Raw framing, an on_data, no idle timeout: a read goes to on_data
+     * as it is (conn_io's fast path). */
+    bool quick_read;
     nk_tcp_conn *live;     /* open (or closing) connections */
     nk_tcp_conn *closed;   /* finished: on_close pending, oldest first */
     nk_tcp_conn *closed_tail;
