@@ -52,13 +52,17 @@ void nk_loop_update_time(nk_loop *loop)
  * need it to fire on time; an iteration woken by one ready fd does not).
  * Otherwise the first caller of the iteration reads it here, so callers
  * still see the time of the current iteration. */
+uint64_t nk__loop_now(nk_loop *loop)
+{
+    if (loop->now_stale)
+        nk__loop_read_clock(loop);
+    return loop->now;
+}
+
 uint64_t nk_loop_now(const nk_loop *loop)
 {
-    if (!loop)
-        return 0;
-    if (loop->now_stale) /* every loop comes from nk_loop_new(): not const */
-        nk__loop_read_clock((nk_loop *)loop);
-    return loop->now;
+    /* Every loop comes from nk_loop_new(): not a const object. */
+    return loop ? nk__loop_now((nk_loop *)loop) : 0;
 }
 
 
@@ -490,7 +494,7 @@ static int next_timeout(const nk_loop *loop)
         return -1;
     /* A timer is waiting: loop->now was read after the last wait or when
      * the timer started, never later than the real time. */
-    uint64_t next = nk__timers_next(loop);
+    uint64_t next = nk__timers_first(loop);
     if (next <= loop->now)
         return 0;
     uint64_t d = next - loop->now;
@@ -508,7 +512,8 @@ static int iterate(nk_loop *loop, nk_run_mode mode)
     /* Each step costs one test when it has nothing to do, so an iteration
      * woken for one ready fd is little more than the wait and a call. */
     size_t ran = loop->task_head ? run_tasks(loop) : 0;
-    if (loop->heap_min)
+    /* Timers are only entered when the first one is due. */
+    if (loop->heap_min && nk__timers_first(loop) <= loop->now)
         ran += nk__timers_run(loop);
     int timeout = 0;
     /* ONCE waits only if nothing has run yet in this iteration. */

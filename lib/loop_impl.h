@@ -68,4 +68,15 @@ size_t nk__timers_run(nk_loop *loop);
 /* The earliest deadline, or UINT64_MAX with no timer. */
 uint64_t nk__timers_next(const nk_loop *loop);
 
+/* nk__timers_next() inline, for the per-iteration checks. */
+static inline uint64_t nk__timers_first(const nk_loop *loop)
+{
+    const struct nk__heap_node *n = loop->heap_min;
+    if (!n)
+        return UINT64_MAX;
+    return ((const nk_timer *)(const void *)((const char *)n
+                                             - offsetof(nk_timer, node)))
+        ->deadline;
+}
+
 #endif

@@ -83,6 +83,10 @@ void nk__loop_defer_task(nk_loop *loop, struct nk__task *task, nk_task_cb cb,
 /* Remove a queued task (for an owner freed before it ran). */
 void nk__loop_cancel_task(nk_loop *loop, struct nk__task *task);
 
+/* nk_loop_now() for lib/: no NULL check, no call through the exported
+ * symbol (it runs once or twice per message for activity stamps). */
+uint64_t nk__loop_now(nk_loop *loop);
+
 /* Objects built on the loop that hold no active watcher but must keep
  * nk_loop_run(NK_RUN_DEFAULT) from returning add a reference. */
 void nk__loop_ref(nk_loop *loop);

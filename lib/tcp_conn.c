@@ -82,7 +82,7 @@ static inline ssize_t conn_recv(int fd, void *buf, size_t len)
 static inline void stamp(nk_tcp_conn *c)
 {
     if (c->cfg->opts.idle_timeout_ms)
-        c->last_active = nk_loop_now(c->cfg->loop);
+        c->last_active = nk__loop_now(c->cfg->loop);
 }
 
 static size_t queued(const nk_tcp_conn *c)

@@ -165,7 +165,7 @@ static void on_datagram(nk_udp_room *r, const nk_udp_recv_event *ev)
     struct nk__room_action act;
     nk_addr from = *ev->from;
     nk__room_input(&r->core, &from, ev->data, ev->len, ev->size, ev->truncated,
-                   nk_loop_now(r->loop), &act);
+                   nk__loop_now(r->loop), &act);
     if (act.reply_len > 0) {
         int rc =
             nk_udp_endpoint_send_to(r->ep, act.reply, act.reply_len, &from);
