@@ -367,7 +367,9 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
          * sent at all (it gets its result, and the batch goes on). */
         unsigned n = 0;
         size_t room = ep->opts.send_batch;
-        while (n < room && i + n < count) {
+        if (room > count - i)
+            room = count - i;
+        while (n < room) {
             const nk_udp_msg *m = &msgs[i + n];
             const nk_addr *to = m->to;
             if (v4sock && to != NULL && to->len != 0
@@ -391,6 +393,8 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
                     msgs[i].result = rc;
                     count_send_error(ep, rc);
                     i++;
+                    if (room > count - i)
+                        room = count - i;
                     continue;
                 }
                 break;
