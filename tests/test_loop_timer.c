@@ -97,19 +97,32 @@ static bool order_done(void *arg)
     return ((struct order *)arg)->n >= 5;
 }
 
+static const uint64_t order_ms[5] = {30, 10, 20, 10, 0};
+
+/* Started from one callback, the five timers share one reading of the
+ * loop's clock, so their deadlines differ exactly by their timeouts however
+ * slowly the code runs (valgrind); started from outside a run, each start
+ * reads the clock anew. */
+static void start_order_timers(nk_loop *loop, void *user)
+{
+    struct tag *tags = user;
+    nk_timer *t;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(nk_timer_start(loop, order_ms[i], 0, order_cb,
+                                        &tags[i], &t), 0);
+}
+
 static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
 {
     (void)state;
     nk_loop *loop = new_loop();
     struct order o = {0};
     struct tag tags[5];
-    const uint64_t ms[5] = {30, 10, 20, 10, 0};
-    nk_timer *t;
+    const uint64_t *ms = order_ms;
     o.started = nkt_now_ms();
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 5; i++)
         tags[i] = (struct tag){&o, i};
-        assert_int_equal(nk_timer_start(loop, ms[i], 0, order_cb, &tags[i], &t), 0);
-    }
+    assert_int_equal(nk_loop_defer(loop, start_order_timers, tags), 0);
     assert_int_equal(nkt_run_until(loop, order_done, &o, 100, 2000, NULL), 0);
     const int expect[5] = {4, 1, 3, 2, 0};
     for (int i = 0; i < 5; i++) {
