@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,25 @@ bool ex_parse_address(int argc, char **argv, int optind, const char *def_text,
         return false;
     }
     return true;
+}
+
+void ex_parse_help_and_address(int argc, char **argv, const char *usage,
+                               const char *def_text, nk_addr *out)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+        ex_usage(usage, opt == 'h');
+    if (!def_text) {
+        if (optind < argc)
+            ex_usage(usage, false);
+        return;
+    }
+    if (!ex_parse_address(argc, argv, optind, def_text, out))
+        ex_usage(usage, false);
 }
 
 static void on_stop_signal(nk_signal *sig, int signum, void *user)

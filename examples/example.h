@@ -31,6 +31,12 @@ bool ex_parse_number(const char *text, long min, long max, long *out);
 bool ex_parse_address(int argc, char **argv, int optind, const char *def_text,
                       nk_addr *out);
 
+/* For programs whose only option is --help: handle it and read the
+ * optional HOST:PORT operand as ex_parse_address() does (def_text NULL:
+ * no operand allowed). Prints the usage and exits on anything else. */
+void ex_parse_help_and_address(int argc, char **argv, const char *usage,
+                               const char *def_text, nk_addr *out);
+
 /* Stop @loop on SIGINT or SIGTERM, so servers exit 0 after cleaning up.
  * Returns 0 or a negative code. */
 int ex_stop_on_signals(nk_loop *loop);

@@ -10,7 +10,6 @@
  * usage: tcp_upper_client [HOST:PORT]   (127.0.0.1:9999)
  */
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,16 +66,8 @@ static int exchange(nk_tcp_sync *conn, const char *line, char *reply,
 int main(int argc, char **argv)
 {
     ex_setup_output();
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1)
-        ex_usage(usage_text, opt == 'h');
     nk_addr addr;
-    if (!ex_parse_address(argc, argv, optind, "127.0.0.1:9999", &addr))
-        ex_usage(usage_text, false);
+    ex_parse_help_and_address(argc, argv, usage_text, "127.0.0.1:9999", &addr);
 
     /* Blocking calls with deadlines: this program needs no event loop. */
     nk_tcp_sync *conn;

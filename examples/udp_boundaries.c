@@ -14,7 +14,6 @@
  * usage: udp_boundaries [--help]
  */
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,15 +114,7 @@ static int truncation_part(nk_udp_endpoint *rx, nk_udp_endpoint *tx,
 int main(int argc, char **argv)
 {
     ex_setup_output();
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1)
-        ex_usage(usage_text, opt == 'h');
-    if (optind < argc)
-        ex_usage(usage_text, false);
+    ex_parse_help_and_address(argc, argv, usage_text, NULL, NULL);
 
     nk_addr lo, to;
     nk_addr_parse("127.0.0.1:0", &lo);

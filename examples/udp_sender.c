@@ -12,7 +12,6 @@
  * usage: udp_sender [HOST:PORT]   (127.0.0.1:8848)
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -48,16 +47,8 @@ static void drain(nk_udp_endpoint *ep, const nk_addr *room, bool *warned)
 int main(int argc, char **argv)
 {
     ex_setup_output();
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1)
-        ex_usage(usage_text, opt == 'h');
     nk_addr room;
-    if (!ex_parse_address(argc, argv, optind, "127.0.0.1:8848", &room))
-        ex_usage(usage_text, false);
+    ex_parse_help_and_address(argc, argv, usage_text, "127.0.0.1:8848", &room);
 
     nk_udp_endpoint *ep;
     int rc = nk_udp_endpoint_connect(NULL, &room, NULL, NULL, NULL, &ep);

@@ -10,7 +10,6 @@
  *
  * usage: udp_upper_server [HOST:PORT]   (127.0.0.1:8888)
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -54,16 +53,8 @@ static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
 int main(int argc, char **argv)
 {
     ex_setup_output();
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1)
-        ex_usage(usage_text, opt == 'h');
     nk_addr addr;
-    if (!ex_parse_address(argc, argv, optind, "127.0.0.1:8888", &addr))
-        ex_usage(usage_text, false);
+    ex_parse_help_and_address(argc, argv, usage_text, "127.0.0.1:8888", &addr);
 
     nk_loop *loop;
     int rc = nk_loop_new(&loop);
