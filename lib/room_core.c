@@ -262,6 +262,17 @@ static bool rate_ok(struct nk__room_core *c, struct nk__room_member *m,
     return true;
 }
 
+/* Same IP, whatever the ports (both normalized). */
+static bool same_host(const nk_addr *a, const nk_addr *b)
+{
+    if (nk_addr_family(a) != nk_addr_family(b))
+        return false;
+    if (nk_addr_family(a) == AF_INET)
+        return a->u.v4.sin_addr.s_addr == b->u.v4.sin_addr.s_addr;
+    return memcmp(&a->u.v6.sin6_addr, &b->u.v6.sin6_addr,
+                  sizeof a->u.v6.sin6_addr) == 0;
+}
+
 static bool is_self(const struct nk__room_core *c, const nk_addr *in)
 {
     /* ::ffff:127.0.0.1 is 127.0.0.1: the loopback test below needs the
@@ -284,9 +295,14 @@ static bool is_self(const struct nk__room_core *c, const nk_addr *in)
         wild = IN6_IS_ADDR_UNSPECIFIED(&self->u.v6.sin6_addr);
     if (!wild)
         return false;
-    if (nk_addr_family(src) == AF_INET)
-        return (ntohl(src->u.v4.sin_addr.s_addr) >> 24) == 127;
-    return IN6_IS_ADDR_LOOPBACK(&src->u.v6.sin6_addr);
+    if (nk_addr_family(src) == AF_INET
+            ? (ntohl(src->u.v4.sin_addr.s_addr) >> 24) == 127
+            : IN6_IS_ADDR_LOOPBACK(&src->u.v6.sin6_addr))
+        return true;
+    for (size_t i = 0; i < c->local_ip_count; i++)
+        if (same_host(&c->local_ips[i], src))
+            return true;
+    return false;
 }
 
 static bool is_leave(const struct nk__room_core *c, const uint8_t *d,

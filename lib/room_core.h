@@ -127,6 +127,12 @@ struct nk__room_core {
     nk_udp_room_stats stats;
     nk__room_sink sink;
     void *sink_ctx;
+    /* The host's own addresses, for a room bound to a wildcard: a datagram
+     * from one of them with the room's port is the room's own (forged, or
+     * relayed to itself). Set by the owner (udp_room.c asks the system);
+     * loopback is recognised without them. */
+    const nk_addr *local_ips;
+    size_t local_ip_count;
 };
 
 /* @secret: 32 bytes (table key, cookie key), or NULL for random ones.

@@ -9,6 +9,7 @@
 #include "netkit/room.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -47,10 +48,19 @@ struct nk_udp_room {
     nk_addr *dst;
     struct room_ev evq[EVQ_SIZE];
     unsigned evn;
+    /* Bound to a wildcard: the host's addresses (see is_self() in
+     * room_core.c), read at open and again, at most once a second, when a
+     * datagram comes from the room's own port, so address changes are seen
+     * without any per-datagram cost. */
+    bool wildcard;
+    int port;
+    nk_addr *local_ips;
+    uint64_t local_ips_at;
 };
 
 static void free_room(nk_udp_room *r)
 {
+    nk__free(r->local_ips);
     if (r->core_ready)
         nk__room_core_free(&r->core);
     nk__free(r->msgs);
@@ -160,10 +170,43 @@ static void fan_out(nk_udp_room *r, const nk_addr *from, const void *data,
     }
 }
 
+enum { LOCAL_IPS_MAX = 64, LOCAL_IPS_REFRESH_MS = 1000 };
+
+/* Read the host's IPv4 and IPv6 addresses into the core's self-check. On
+ * failure the previous list stays (loopback is always recognised). */
+static void refresh_local_ips(nk_udp_room *r)
+{
+    r->local_ips_at = nk__loop_now(r->loop);
+    struct ifaddrs *list;
+    if (getifaddrs(&list) < 0)
+        return;
+    if (r->local_ips == NULL)
+        r->local_ips = nk__calloc(LOCAL_IPS_MAX, sizeof *r->local_ips);
+    size_t n = 0;
+    for (struct ifaddrs *i = list; i && r->local_ips && n < LOCAL_IPS_MAX;
+         i = i->ifa_next) {
+        if (i->ifa_addr == NULL)
+            continue;
+        socklen_t len = i->ifa_addr->sa_family == AF_INET
+                            ? sizeof(struct sockaddr_in)
+                            : sizeof(struct sockaddr_in6);
+        if (nk_addr_from_sockaddr(&r->local_ips[n], i->ifa_addr, len) == 0) {
+            nk_addr_normalize(&r->local_ips[n]);
+            n++;
+        }
+    }
+    freeifaddrs(list);
+    r->core.local_ips = r->local_ips;
+    r->core.local_ip_count = r->local_ips ? n : 0;
+}
+
 static void on_datagram(nk_udp_room *r, const nk_udp_recv_event *ev)
 {
     struct nk__room_action act;
     nk_addr from = *ev->from;
+    if (r->wildcard && nk_addr_port(&from) == r->port &&
+        nk__loop_now(r->loop) - r->local_ips_at >= LOCAL_IPS_REFRESH_MS)
+        refresh_local_ips(r);
     nk__room_input(&r->core, &from, ev->data, ev->len, ev->size, ev->truncated,
                    nk__loop_now(r->loop), &act);
     if (act.reply_len > 0) {
@@ -290,6 +333,12 @@ int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
         return rc;
     }
     r->core_ready = true;
+    r->port = nk_addr_port(&cfg.self);
+    r->wildcard = nk_addr_family(&cfg.self) == AF_INET
+                      ? cfg.self.u.v4.sin_addr.s_addr == htonl(INADDR_ANY)
+                      : IN6_IS_ADDR_UNSPECIFIED(&cfg.self.u.v6.sin6_addr);
+    if (r->wildcard)
+        refresh_local_ips(r);
     nk__timer_init(&r->timer, loop, on_timer, r);
     r->timer_ready = true;
     *out = r;
