@@ -731,20 +731,7 @@ static void test_d6_two_rooms_in_a_loop_stopped_by_limits(void **state)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
-/* ---- D6 with defaults and with a wildcard bind: known gaps ---- */
-
-/* Tests of behaviour the matrix asks for and the room does not have yet.
- * They fail today, so they run only when asked (NK_TEST_KNOWN_GAPS=1) and
- * otherwise skip, saying what they would show. */
-static bool known_gaps_or_skip(const char *what)
-{
-    const char *v = getenv("NK_TEST_KNOWN_GAPS");
-    if (v && *v && strcmp(v, "0") != 0)
-        return true;
-    print_message("skipped: known gap (run with NK_TEST_KNOWN_GAPS=1): %s\n",
-                  what);
-    return false;
-}
+/* ---- D6 with the defaults and with a wildcard bind ---- */
 
 /* A non-loopback IPv4 address of this host, or false. */
 static bool lan_address(nk_addr *out)
@@ -774,9 +761,6 @@ static bool lan_address(nk_addr *out)
 static void test_d6_wildcard_room_never_adds_its_lan_address(void **state)
 {
     (void)state;
-    if (!known_gaps_or_skip("a room bound to a wildcard adds its own "
-                            "non-loopback address and relays to itself"))
-        skip();
     int raw;
     RAW_OR_SKIP(raw);
     nk_addr lan;
@@ -804,15 +788,12 @@ static void test_d6_wildcard_room_never_adds_its_lan_address(void **state)
 }
 
 /* D6 "no unbounded traffic" with the room's defaults: two open rooms that
- * one forged datagram made members of each other. Today they bounce it for
- * ever (no rate limit by default, and each relay refreshes the other's
- * time-to-live). */
+ * one forged datagram made members of each other bounce it only until the
+ * default per-member rate limit drops it (each relay refreshes the other's
+ * time-to-live, so the time-to-live alone would never end it). */
 static void test_d6_default_rooms_loop_is_bounded(void **state)
 {
     (void)state;
-    if (!known_gaps_or_skip("with the default options (rate_limit 0) two "
-                            "rooms in a loop bounce a datagram for ever"))
-        skip();
     int raw;
     RAW_OR_SKIP(raw);
     nk_loop *loop;
@@ -824,15 +805,36 @@ static void test_d6_default_rooms_loop_is_bounded(void **state)
     assert_int_equal(nk_udp_room_local_addr(ra, &aa), 0);
     assert_int_equal(nk_udp_room_local_addr(rb, &ab), 0);
     raw_send(raw, &ab, &aa, "ping", 4);
+    uint64_t started = nkt_now_ms();
     assert_int_equal(nkt_run_until(loop, never, NULL, 10000000, 1000, NULL),
                      -ETIMEDOUT);
+    uint64_t elapsed_ms = nkt_now_ms() - started;
     nk_udp_room_stats sa, sb;
     nk_udp_room_get_stats(ra, &sa);
     nk_udp_room_get_stats(rb, &sb);
-    print_message("D6 defaults: %llu + %llu datagrams in 1 s\n",
+    uint64_t in = sa.messages_in + sb.messages_in;
+    print_message("D6 defaults: %llu + %llu datagrams in %llu ms, rate "
+                  "drops %llu + %llu\n",
                   (unsigned long long)sa.messages_in,
-                  (unsigned long long)sb.messages_in);
-    assert_true(sa.messages_in + sb.messages_in <= 1000);
+                  (unsigned long long)sb.messages_in,
+                  (unsigned long long)elapsed_ms,
+                  (unsigned long long)sa.drops[NK_ROOM_DROP_RATE],
+                  (unsigned long long)sb.drops[NK_ROOM_DROP_RATE]);
+    /* The default per-member limit ended the bounce: one drop, and no more
+     * than each bucket's burst plus its refill got through. */
+    nk_udp_room_opts d = NK_UDP_ROOM_OPTS_INIT;
+    uint64_t burst = d.rate_burst ? d.rate_burst : d.rate_limit;
+    assert_true(d.rate_limit > 0);
+    assert_int_equal(sa.drops[NK_ROOM_DROP_RATE] + sb.drops[NK_ROOM_DROP_RATE],
+                     1);
+    assert_true(in <= 2 * (burst + d.rate_limit * (elapsed_ms + 999) / 1000) +
+                          2);
+    /* Quiet now: a further run moves no counter. */
+    for (int i = 0; i < 10; i++)
+        (void)nk_loop_run(loop, NK_RUN_NOWAIT);
+    nk_udp_room_get_stats(ra, &sa);
+    nk_udp_room_get_stats(rb, &sb);
+    assert_int_equal(sa.messages_in + sb.messages_in, in);
     close(raw);
     nk_udp_room_close(ra);
     nk_udp_room_close(rb);

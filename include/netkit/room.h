@@ -102,7 +102,11 @@ typedef struct nk_udp_room_opts {
      * Default NULL. */
     const char *leave_message;
     /** Datagrams per second each member may send; 0 for no limit.
-     * Default 0. */
+     * Default 10000: far above a chat's or a voice stream's rate, and low
+     * enough that a forged datagram that makes two rooms (or any two
+     * relays) members of each other cannot keep them bouncing it for ever:
+     * the bounce outruns the limit within a fraction of a second and is
+     * dropped. */
     uint32_t rate_limit;
     /** Burst the rate limit allows (bucket size); 0 means rate_limit.
      * Default 0. */
@@ -125,7 +129,7 @@ typedef struct nk_udp_room_opts {
     {                                                                         \
         .echo_sender = true, .max_members = 1024, .member_ttl_ms = 1800000,   \
         .max_datagram = 65507, .relay_empty = false, .leave_message = NULL,   \
-        .rate_limit = 0, .rate_burst = 0, .validate = false,                  \
+        .rate_limit = 10000, .rate_burst = 0, .validate = false,              \
         .amplification = 3, .unreachable_limit = 3, .fanout_batch = 256,      \
         .rcvbuf = 0, .sndbuf = 0                                              \
     }
