@@ -26,24 +26,6 @@
 
 /* ---- helpers ------------------------------------------------------- */
 
-static nk_loop *new_loop(void)
-{
-    nk_loop *loop = NULL;
-    assert_int_equal(nk_loop_new(&loop), 0);
-    assert_non_null(loop);
-    return loop;
-}
-
-static void free_loop(nk_loop *loop)
-{
-    nk_loop_stats st;
-    nk_loop_get_stats(loop, &st);
-    assert_int_equal(st.ios, 0);
-    assert_int_equal(st.timers, 0);
-    assert_int_equal(st.signals, 0);
-    assert_int_equal(nk_loop_free(loop), 0);
-}
-
 static void nop_timer_cb(nk_timer *t, void *user)
 {
     (void)t;
@@ -89,7 +71,7 @@ static bool one_read(void *arg)
 static void test_io_read_fires_when_data_arrives(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     struct rw s = {0};
@@ -109,13 +91,13 @@ static void test_io_read_fires_when_data_arrives(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_io_write_fires_and_interest_drops_from_callback(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     struct rw s = {0};
@@ -134,13 +116,13 @@ static void test_io_write_fires_and_interest_drops_from_callback(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_io_zero_interest_then_set(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     struct rw s = {0};
@@ -155,13 +137,13 @@ static void test_io_zero_interest_then_set(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_io_hangup_reported_as_watched_bits(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     struct rw s = {0};
@@ -173,7 +155,7 @@ static void test_io_hangup_reported_as_watched_bits(void **state)
     assert_int_equal(s.got, 0);        /* EOF */
     nk_io_stop(io);
     close(sv[0]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* Two watchers ready in the same iteration; whichever runs first stops
@@ -200,7 +182,7 @@ static void pairstop_cb(nk_io *io, unsigned events, void *user)
 static void test_io_stop_self_and_other_in_same_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int a[2], b[2];
     make_pair(a);
     make_pair(b);
@@ -221,7 +203,7 @@ static void test_io_stop_self_and_other_in_same_iteration(void **state)
     close(a[1]);
     close(b[0]);
     close(b[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* Two readable watchers; whichever runs first switches the other to
@@ -248,7 +230,7 @@ static void switch_cb(nk_io *io, unsigned events, void *user)
 static void test_io_interest_of_other_watcher_changed_from_callback(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int a[2], b[2];
     make_pair(a);
     make_pair(b);
@@ -277,13 +259,13 @@ static void test_io_interest_of_other_watcher_changed_from_callback(void **state
     close(a[1]);
     close(b[0]);
     close(b[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_embedded_watcher_and_timer_lifecycle(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     /* Zeroed and never started: stopping is harmless. */
@@ -321,7 +303,7 @@ static void test_embedded_watcher_and_timer_lifecycle(void **state)
     assert_false(nk__timer_active(&t));
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* B14: the first callback stops the other watcher, closes its fd, and
@@ -379,7 +361,7 @@ static void reuse_cb(nk_io *io, unsigned events, void *user)
 static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct reuse r = {.loop = loop};
     for (int i = 0; i < 2; i++) {
         int sv[2];
@@ -410,7 +392,7 @@ static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
     nk_io_stop(r.fresh);
     close(r.fresh_fd);
     close(r.fresh_peer);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- deferred callbacks -------------------------------------------- */
@@ -443,7 +425,7 @@ static void defer_requeue(nk_loop *loop, void *user)
 static void test_deferred_run_in_order_next_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct deferred d = {.loop = loop};
     for (int i = 0; i < 3; i++)
         assert_int_equal(nk_loop_defer(loop, defer_record, &d), 0);
@@ -454,13 +436,13 @@ static void test_deferred_run_in_order_next_iteration(void **state)
     assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
     assert_int_equal(d.n, 3);
     assert_int_equal(d.iter[0], d.iter[2]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_task_queued_by_task_runs_next_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct deferred d = {.loop = loop};
     assert_int_equal(nk_loop_defer(loop, defer_requeue, &d), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 1);
@@ -469,7 +451,7 @@ static void test_task_queued_by_task_runs_next_iteration(void **state)
     assert_int_equal(d.n, 4);
     for (int i = 1; i < 4; i++)
         assert_int_equal(d.iter[i], d.iter[i - 1] + 1);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void cancelled_cb(nk_loop *loop, void *user)
@@ -493,7 +475,7 @@ static void canceller_cb(nk_loop *loop, void *user)
 static void test_internal_task_cancelled_by_earlier_task_never_runs(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct canceller c;
     memset(&c, 0, sizeof c);
     nk__loop_defer_task(loop, &c.self, canceller_cb, &c);
@@ -505,7 +487,7 @@ static void test_internal_task_cancelled_by_earlier_task_never_runs(void **state
     assert_int_equal(st.pending, 2);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(c.victim_runs, 0);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- run modes, stop, refs ----------------------------------------- */
@@ -513,14 +495,14 @@ static void test_internal_task_cancelled_by_earlier_task_never_runs(void **state
 static void test_run_default_returns_when_nothing_alive(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 0);
     assert_int_equal(nk_loop_timeout(loop), -1);
     const char *b = nk_loop_backend(loop);
     assert_true(strcmp(b, "epoll") == 0 || strcmp(b, "poll") == 0);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void stop_cb(nk_timer *t, void *user)
@@ -532,7 +514,7 @@ static void stop_cb(nk_timer *t, void *user)
 static void test_stop_from_callback_returns_after_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 1, 1, stop_cb, loop, &t), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
@@ -540,13 +522,13 @@ static void test_stop_from_callback_returns_after_iteration(void **state)
     nk_loop_get_stats(loop, &st);
     assert_int_equal(st.timers, 1);
     nk_timer_stop(t);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_stop_before_run_makes_run_return_after_one_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk__loop_ref(loop); /* alive forever otherwise */
     nk_loop_stop(loop);
     nk_loop_stats a, b;
@@ -558,7 +540,7 @@ static void test_stop_before_run_makes_run_return_after_one_iteration(void **sta
     assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
     nk__loop_unref(loop);
     assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 0);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 struct sleeper {
@@ -602,7 +584,7 @@ static void *stop_when_asleep(void *arg)
 static void test_stop_from_other_thread_wakes_blocked_loop(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk__loop_ref(loop); /* nothing to wait for but the stop */
     pthread_t th;
     struct sleeper s = {loop, gettid(), false};
@@ -615,7 +597,7 @@ static void test_stop_from_other_thread_wakes_blocked_loop(void **state)
     /* Blocked, not spinning: a handful of iterations at most. */
     assert_true(st.iterations <= 3);
     nk__loop_unref(loop);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void reenter_cb(nk_timer *t, void *user)
@@ -628,19 +610,19 @@ static void reenter_cb(nk_timer *t, void *user)
 static void test_run_from_callback_is_ebusy(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int r = 0;
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 0, 0, reenter_cb, &r, &t), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(r, NK_EBUSY);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_loop_free_is_ebusy_with_live_handles(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 1000, 0, nop_timer_cb, NULL, &t), 0);
     assert_int_equal(nk_loop_free(loop), NK_EBUSY);
@@ -678,7 +660,7 @@ static void drain_nothing(nk_io *io, unsigned events, void *user)
 static void test_run_until_times_out_without_spinning(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     nk_io *io;
@@ -701,17 +683,17 @@ static void test_run_until_times_out_without_spinning(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_loop_free_is_ebusy_while_referenced(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk__loop_ref(loop);
     assert_int_equal(nk_loop_free(loop), NK_EBUSY);
     nk__loop_unref(loop);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- main ---------------------------------------------------------- */

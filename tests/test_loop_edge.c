@@ -24,25 +24,6 @@
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 
-static nk_loop *new_loop(void)
-{
-    nk_loop *loop = NULL;
-    assert_int_equal(nk_loop_new(&loop), 0);
-    assert_non_null(loop);
-    return loop;
-}
-
-static void free_loop(nk_loop *loop)
-{
-    nk_loop_stats st;
-    nk_loop_get_stats(loop, &st);
-    assert_int_equal(st.ios, 0);
-    assert_int_equal(st.timers, 0);
-    assert_int_equal(st.signals, 0);
-    assert_int_equal(st.pending, 0);
-    assert_int_equal(nk_loop_free(loop), 0);
-}
-
 static void make_pair(int sv[2])
 {
     assert_int_equal(
@@ -124,7 +105,7 @@ static void count_timer(nk_timer *t, void *user)
 static void test_signal_watchers_get_raised_signals(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct sigs g = {0};
     nk_signal *usr1, *term;
     assert_int_equal(nk_signal_start(loop, SIGUSR1, sig_cb, &g, &usr1), 0);
@@ -157,7 +138,7 @@ static void test_signal_watchers_get_raised_signals(void **state)
     g.usr1 = 0;
     assert_int_equal(nkt_run_until(loop, got_usr1, &g, 10, 2000, NULL), 0);
     nk_signal_stop(usr1);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void stop_self_signal(nk_signal *s, int signum, void *user)
@@ -170,7 +151,7 @@ static void stop_self_signal(nk_signal *s, int signum, void *user)
 static void test_signal_stopped_in_its_callback_and_pending_discarded(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int calls = 0;
     nk_signal *s;
     assert_int_equal(nk_signal_start(loop, SIGUSR2, stop_self_signal, &calls, &s), 0);
@@ -186,13 +167,13 @@ static void test_signal_stopped_in_its_callback_and_pending_discarded(void **sta
     pthread_sigmask(SIG_BLOCK, NULL, &blocked);
     assert_false(sigismember(&blocked, SIGUSR2));
     assert_int_equal(calls, 1);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 static void test_signal_bad_arguments(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk_signal *s = NULL;
     const int bad[] = {0, -1, SIGKILL, SIGSTOP, NSIG, 1000, 32, 33};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -207,7 +188,7 @@ static void test_signal_bad_arguments(void **state)
     assert_int_equal(nk_loop_free(loop), NK_EBUSY);
     nk_signal_stop(s);
     nk_signal_stop(NULL);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- C4: 100 000 timers -------------------------------------------- */
@@ -258,7 +239,7 @@ static void test_c4_100k_timers_fire_in_order_cancelled_never(void **state)
     (void)state;
     c4 = calloc(1, sizeof *c4);
     assert_non_null(c4);
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     size_t base = nkt_alloc_live_bytes();
     uint64_t rng = 0x9E3779B97F4A7C15u; /* fixed seed */
     c4->started_at = nkt_now_ms();
@@ -301,7 +282,7 @@ static void test_c4_100k_timers_fire_in_order_cancelled_never(void **state)
     assert_int_equal(nkt_alloc_live_bytes(), base);
     /* No spin: about one iteration per millisecond of span at most. */
     assert_true(iters <= 2000);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
     free(c4);
     c4 = NULL;
 }
@@ -379,7 +360,7 @@ static void test_b17_posts_from_4_threads_run_once_in_order(void **state)
     struct b17 *b = calloc(1, sizeof *b);
     assert_non_null(b);
     b17_state = b;
-    b->loop = new_loop();
+    b->loop = nkt_loop_new();
     b->loop_thread = pthread_self();
     /* Keeps the loop alive until the stop, whatever the posts' timing. */
     nk_timer *keep;
@@ -398,7 +379,7 @@ static void test_b17_posts_from_4_threads_run_once_in_order(void **state)
     for (int i = 0; i < B17_THREADS; i++)
         assert_int_equal(b->next[i], B17_POSTS);
     nk_timer_stop(keep);
-    free_loop(b->loop);
+    nkt_loop_free_empty(b->loop);
     free(b);
     b17_state = NULL;
 }
@@ -407,7 +388,7 @@ static void test_posts_never_run_are_dropped_by_free(void **state)
 {
     (void)state;
     size_t base = nkt_alloc_live_bytes();
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int runs = 0;
     for (int i = 0; i < 10; i++)
         assert_int_equal(nk_loop_post(loop, count_task, &runs), 0);
@@ -422,14 +403,14 @@ static void test_posts_never_run_are_dropped_by_free(void **state)
 static void test_post_from_loop_thread_runs_in_same_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int runs = 0;
     assert_int_equal(nk_loop_post(loop, count_task, &runs), 0);
     assert_int_equal(nk_loop_post(loop, count_task, &runs), 0);
     /* Posts keep DEFAULT alive until they ran. */
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(runs, 2);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- embedding: nk_loop_fd, nk_loop_timeout ------------------------ */
@@ -458,12 +439,12 @@ static void *post_one(void *arg)
 static void test_loop_fd_readable_when_event_pending(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int fd = nk_loop_fd(loop);
     if (!is_epoll(loop)) {
         assert_int_equal(fd, NK_ENOTSUP);
         printf("skip: the %s backend has no loop fd\n", nk_loop_backend(loop));
-        free_loop(loop);
+        nkt_loop_free_empty(loop);
         skip();
     }
     assert_true(fd >= 0);
@@ -502,7 +483,7 @@ static void test_loop_fd_readable_when_event_pending(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- run modes ----------------------------------------------------- */
@@ -510,7 +491,7 @@ static void test_loop_fd_readable_when_event_pending(void **state)
 static void test_run_modes_nowait_once_default(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int fired = 0;
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 20, 0, count_timer, &fired, &t), 0);
@@ -540,7 +521,7 @@ static void test_run_modes_nowait_once_default(void **state)
     assert_int_equal(b.iterations - a.iterations, 3);
     nk_timer_stop(t);
     assert_int_equal(nk_loop_run(loop, NK_RUN_ONCE), 0);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- bad arguments ------------------------------------------------- */
@@ -548,7 +529,7 @@ static void test_run_modes_nowait_once_default(void **state)
 static void test_bad_arguments_give_exact_codes(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     nk_io *io = NULL;
     nk_timer *t = NULL;
     int sv[2];
@@ -622,7 +603,7 @@ static void test_bad_arguments_give_exact_codes(void **state)
     nk_timer_stop(t);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* ---- allocation failures (B10) ------------------------------------- */

@@ -26,24 +26,6 @@
 
 /* ---- helpers ------------------------------------------------------- */
 
-static nk_loop *new_loop(void)
-{
-    nk_loop *loop = NULL;
-    assert_int_equal(nk_loop_new(&loop), 0);
-    assert_non_null(loop);
-    return loop;
-}
-
-static void free_loop(nk_loop *loop)
-{
-    nk_loop_stats st;
-    nk_loop_get_stats(loop, &st);
-    assert_int_equal(st.ios, 0);
-    assert_int_equal(st.timers, 0);
-    assert_int_equal(st.signals, 0);
-    assert_int_equal(nk_loop_free(loop), 0);
-}
-
 static void make_pair(int sv[2])
 {
     assert_int_equal(
@@ -115,7 +97,7 @@ static void start_order_timers(nk_loop *loop, void *user)
 static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct order o = {0};
     struct tag tags[5];
     const uint64_t *ms = order_ms;
@@ -130,7 +112,7 @@ static void test_timers_fire_in_deadline_order_ties_in_start_order(void **state)
         /* Never early. */
         assert_true(o.fired_at[i] - o.started >= ms[expect[i]]);
     }
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 struct rep {
@@ -157,7 +139,7 @@ static void rep_cb(nk_timer *t, void *user)
 static void test_timer_repeats_until_stopped_in_callback(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct rep r = {.stop_at = 4, .min_gap = UINT64_MAX};
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 1, 5, rep_cb, &r, &t), 0);
@@ -165,7 +147,7 @@ static void test_timer_repeats_until_stopped_in_callback(void **state)
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(r.fires, 4);
     assert_true(r.min_gap >= 5);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 struct restart {
@@ -184,7 +166,7 @@ static void restart_cb(nk_timer *t, void *user)
 static void test_one_shot_timer_restarted_from_its_callback(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct restart r = {0};
     assert_int_equal(nk_timer_start(loop, 1, 0, restart_cb, &r, &r.t), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
@@ -195,7 +177,7 @@ static void test_one_shot_timer_restarted_from_its_callback(void **state)
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(r.fires, 4);
     nk_timer_stop(r.t);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* A timer re-armed at 0 from its callback fires once per iteration and
@@ -213,7 +195,7 @@ static void zero_cb(nk_timer *t, void *user)
 static void test_timer_rearmed_at_zero_does_not_starve_io(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct zero z = {0};
     nk_timer *t;
     assert_int_equal(nk_timer_start(loop, 0, 0, zero_cb, &z, &t), 0);
@@ -231,7 +213,7 @@ static void test_timer_rearmed_at_zero_does_not_starve_io(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 struct stopper {
@@ -256,7 +238,7 @@ static void stopper_cb(nk_timer *t, void *user)
 static void test_timer_stops_another_due_in_same_iteration(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     struct stopper s = {0};
     nk_timer *t;
     /* Same deadline: start order puts the stopper first. */
@@ -264,7 +246,7 @@ static void test_timer_stops_another_due_in_same_iteration(void **state)
     assert_int_equal(nk_timer_start(loop, 0, 0, victim_cb, &s, &s.victim), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(s.fires, 1);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* The cached time is refreshed when the wait ends: a timer started from
@@ -317,7 +299,7 @@ static bool late_done(void *arg)
 static void test_timer_started_after_long_wait_is_not_early(void **state)
 {
     (void)state;
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     int sv[2];
     make_pair(sv);
     struct late l = {.loop = loop, .wfd = sv[1]};
@@ -333,7 +315,7 @@ static void test_timer_started_after_long_wait_is_not_early(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
 }
 
 /* Random starts, restarts and stops (fixed seed) leave the heap in
@@ -382,7 +364,7 @@ static void test_random_restarts_and_stops_keep_heap_order(void **state)
     (void)state;
     mix = calloc(1, sizeof *mix);
     assert_non_null(mix);
-    nk_loop *loop = new_loop();
+    nk_loop *loop = nkt_loop_new();
     uint64_t rng = 12345;
     for (size_t i = 0; i < MIX_N; i++)
         assert_int_equal(nk_timer_start(loop, xorshift(&rng) % 100, 0, mix_cb,
@@ -421,7 +403,7 @@ static void test_random_restarts_and_stops_keep_heap_order(void **state)
         assert_int_equal(mix->fired_count[i], mix->t[i] ? 1 : 0);
         nk_timer_stop(mix->t[i]);
     }
-    free_loop(loop);
+    nkt_loop_free_empty(loop);
     free(mix);
     mix = NULL;
 }

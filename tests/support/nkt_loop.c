@@ -1,5 +1,11 @@
 /* nkt_run_until: a bounded, event-driven wait on a loop. */
 #include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
 #include <time.h>
 
 #include "loop_internal.h"
@@ -55,4 +61,23 @@ int nkt_run_until(nk_loop *loop, bool (*done)(void *arg), void *arg,
     if (iterations_out)
         *iterations_out = iters;
     return r;
+}
+
+nk_loop *nkt_loop_new(void)
+{
+    nk_loop *loop = NULL;
+    assert_int_equal(nk_loop_new(&loop), 0);
+    assert_non_null(loop);
+    return loop;
+}
+
+void nkt_loop_free_empty(nk_loop *loop)
+{
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.ios, 0);
+    assert_int_equal(st.timers, 0);
+    assert_int_equal(st.signals, 0);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(nk_loop_free(loop), 0);
 }

@@ -10,6 +10,13 @@
 /* Milliseconds on the monotonic clock. */
 uint64_t nkt_now_ms(void);
 
+/* A new loop, asserting (cmocka) that it was made. */
+nk_loop *nkt_loop_new(void);
+
+/* Free @loop, asserting that nothing is left on it: no watcher, timer,
+ * signal or pending callback (libuv's MAKE_VALGRIND_HAPPY idea). */
+void nkt_loop_free_empty(nk_loop *loop);
+
 /* Run NK_RUN_ONCE iterations until done(arg) is true (checked before the
  * first iteration and after each). An internal timer wakes the loop at the
  * deadline, so this never blocks forever.
