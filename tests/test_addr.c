@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <net/if.h>
@@ -537,7 +539,7 @@ static void test_siphash24_matches_reference_vectors(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_addr_parse_bad_inputs_give_their_exact_code),
@@ -556,5 +558,5 @@ int main(void)
         cmocka_unit_test(test_addr_hash_depends_on_key),
         cmocka_unit_test(test_siphash24_matches_reference_vectors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

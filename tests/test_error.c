@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include "netkit.h"
 
 static const int library_codes[] = {
@@ -67,7 +69,7 @@ static void test_version_matches_macros(void **state)
     assert_string_equal(nk_version_string(), NK_PROJECT_VERSION);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_library_codes_are_below_errno_range),
@@ -76,5 +78,5 @@ int main(void)
         cmocka_unit_test(test_unknown_codes_get_constant_sentence),
         cmocka_unit_test(test_version_matches_macros),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

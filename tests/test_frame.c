@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include "netkit.h"
 
 /* ---- a buffer whose last byte sits just before an inaccessible page ---- */
@@ -319,7 +321,7 @@ static int teardown(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_stream_same_messages_for_every_split),
@@ -330,5 +332,5 @@ int main(void)
         cmocka_unit_test(test_raw_delivers_all_bytes_at_once),
         cmocka_unit_test(test_bad_arguments_give_einval),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return nkt_run_tests(tests, setup, teardown, argc, argv);
 }

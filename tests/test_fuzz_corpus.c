@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include "fuzz.h"
 
 #ifndef NK_FUZZ_CORPUS_DIR
@@ -193,7 +195,7 @@ static void test_guarded_copy_ends_at_the_guard_page(void **state)
     assert_int_equal(nk_fuzz_u8(&in), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_guarded_copy_ends_at_the_guard_page),
@@ -204,5 +206,5 @@ int main(void)
         cmocka_unit_test(test_room_input_corpus_replays_clean),
         cmocka_unit_test(test_conn_stream_corpus_replays_clean),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -21,6 +21,7 @@
 
 #include "netkit.h"
 #include "loop_internal.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 
@@ -698,7 +699,7 @@ static void test_loop_free_is_ebusy_while_referenced(void **state)
 
 /* ---- main ---------------------------------------------------------- */
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_io_read_fires_when_data_arrives),
@@ -721,5 +722,5 @@ int main(void)
         cmocka_unit_test(test_loop_free_is_ebusy_while_referenced),
         cmocka_unit_test(test_run_until_times_out_without_spinning),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -21,6 +21,7 @@
 
 #include "netkit.h"
 #include "loop_internal.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 
@@ -705,7 +706,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_watchers_get_raised_signals),
@@ -720,5 +721,5 @@ int main(void)
         cmocka_unit_test(test_bad_arguments_give_exact_codes),
         cmocka_unit_test(test_every_allocation_failure_gives_enomem_and_no_leak),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return nkt_run_tests(tests, group_setup, NULL, argc, argv);
 }

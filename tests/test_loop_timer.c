@@ -21,6 +21,7 @@
 
 #include "netkit.h"
 #include "loop_internal.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 
@@ -410,7 +411,7 @@ static void test_random_restarts_and_stops_keep_heap_order(void **state)
 
 /* ---- main ---------------------------------------------------------- */
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers_fire_in_deadline_order_ties_in_start_order),
@@ -421,5 +422,5 @@ int main(void)
         cmocka_unit_test(test_timer_started_after_long_wait_is_not_early),
         cmocka_unit_test(test_random_restarts_and_stops_keep_heap_order),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include "netkit.h"
 
 static void test_a10_addr_and_frame_functions_reject_null(void **state)
@@ -150,7 +152,7 @@ static void test_a10_udp_and_room_functions_reject_null(void **state)
     assert_true(nk_udp_endpoint_fd(NULL) < 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a10_addr_and_frame_functions_reject_null),
@@ -158,5 +160,5 @@ int main(void)
         cmocka_unit_test(test_a10_tcp_functions_reject_null),
         cmocka_unit_test(test_a10_udp_and_room_functions_reject_null),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

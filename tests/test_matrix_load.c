@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "matrix_fanout.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_proc.h"
 
@@ -628,7 +629,7 @@ static void test_c5_soak_random_mix_counters_flat(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
@@ -638,5 +639,5 @@ int main(void)
         cmocka_unit_test(test_c3_small_buffers_losses_equal_drop_counters),
         cmocka_unit_test(test_c5_soak_random_mix_counters_flat),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

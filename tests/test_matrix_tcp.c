@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/time.h>
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_proc.h"
 
@@ -780,7 +781,7 @@ static void test_b9_signal_storm_blocking_64mib_and_loop_exact(void **state)
     assert_int_equal(nk_loop_free(s.loop), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
@@ -795,5 +796,5 @@ int main(void)
         cmocka_unit_test(
             test_b4_server_sends_thrice_after_peer_closed_one_close),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "netkit.h"
+#include "nkt_main.h"
 #include "nkt_loop.h"
 #include "nkt_peer.h"
 #include "nkt_proc.h"
@@ -849,7 +850,7 @@ static void test_d6_default_rooms_loop_is_bounded(void **state)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a1_oversized_datagrams_truncated_and_counted),
@@ -865,5 +866,5 @@ int main(void)
         cmocka_unit_test(test_d6_wildcard_room_never_adds_its_lan_address),
         cmocka_unit_test(test_d6_default_rooms_loop_is_bounded),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -28,6 +28,7 @@
 #include "netkit/loop.h"
 #include "netkit/room.h"
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 #include "nkt_peer.h"
@@ -946,7 +947,7 @@ static void test_room_bad_arguments(void **state)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     /* Before any allocation: blocks from the system allocator must never
      * reach the counting one. */
@@ -972,5 +973,5 @@ int main(void)
         cmocka_unit_test(test_room_spoofed_join),
         cmocka_unit_test(test_room_bad_arguments),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 #include "netkit/addr.h"
 #include "netkit/error.h"
 #include "netkit/room.h"
@@ -384,7 +386,7 @@ static void test_room_core_rejects_bad_config(void **state)
     assert_int_equal(nk__room_core_init(&c, NULL, secret_a, NULL, NULL), NK_EINVAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_table_hash_keyed_per_room),
@@ -398,5 +400,5 @@ int main(void)
         cmocka_unit_test(test_room_core_rate_refills_with_clock),
         cmocka_unit_test(test_room_core_rejects_bad_config),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "netkit.h"
+#include "nkt_main.h"
 #include "nkt_peer.h"
 #include "nkt_proc.h"
 #include "sock.h"
@@ -499,7 +500,7 @@ static void test_sock_udp_open_binds_and_receives(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sock_new_sockets_are_nonblocking_and_cloexec),
@@ -515,5 +516,5 @@ int main(void)
         cmocka_unit_test(test_sock_wait_fd_times_out_and_reports_ready),
         cmocka_unit_test(test_sock_udp_open_binds_and_receives),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include "nkt_main.h"
 #include "nkt_proc.h"
 
 struct cli_state {
@@ -364,7 +365,7 @@ static void test_write_to_closed_peer_errors_and_process_lives(void **state)
                      0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_connect_then_echo),
@@ -376,5 +377,5 @@ int main(void)
         cmocka_unit_test(test_sync_connect_refused_and_reset),
         cmocka_unit_test(test_write_to_closed_peer_errors_and_process_lives),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 
 /* Half-close: the server replies after the client's EOF. */
@@ -636,7 +637,7 @@ static void test_echo_hot_path_allocates_nothing(void **state)
     hot_path(NK_FRAME_LENGTH32);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
@@ -657,5 +658,5 @@ int main(void)
         cmocka_unit_test(test_graceful_close_linger_bounds_a_silent_peer),
         cmocka_unit_test(test_set_reading_pauses_and_resumes_delivery),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_proc.h"
 
@@ -518,7 +519,7 @@ static void test_many_idle_clients_time_out_busy_one_served(void **state)
     srv_finish(&st);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
@@ -537,5 +538,5 @@ int main(void)
         cmocka_unit_test(test_flood_beyond_backlog_times_out_rest_then_serves),
         cmocka_unit_test(test_many_idle_clients_time_out_busy_one_served),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

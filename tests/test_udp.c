@@ -21,6 +21,7 @@
 #include "netkit/loop.h"
 #include "netkit/udp.h"
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
 #include "nkt_peer.h"
@@ -688,7 +689,7 @@ static void test_udp_multicast_join_and_leave(void **state)
     nk_udp_endpoint_close(ep);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     /* Before any allocation: blocks from the system allocator must never
      * reach the counting one. */
@@ -713,5 +714,5 @@ int main(void)
         cmocka_unit_test(test_udp_pause_and_resume),
         cmocka_unit_test(test_udp_multicast_join_and_leave),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -18,6 +18,7 @@
 #include "netkit/addr.h"
 #include "netkit/error.h"
 
+#include "nkt_main.h"
 #include "nkt_fault.h"
 #include "nkt_peer.h"
 #include "nkt_proc.h"
@@ -277,7 +278,7 @@ static void test_storm_fails_every_other_call(void **state)
     close(sv[1]);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_send_retries_injected_eintr, setup, teardown),
@@ -292,5 +293,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_picks_one_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storm_fails_every_other_call, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -19,6 +19,7 @@
 #include "netkit/loop.h"
 #include "netkit/room.h"
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_fault.h"
 #include "nkt_loop.h"
@@ -317,7 +318,7 @@ static void test_join_needs_no_allocation(void **state)
     assert_int_equal(nkt_alloc_live_bytes(), live);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -331,5 +332,5 @@ int main(void)
         T(test_open_failures_leak_nothing),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -22,6 +22,7 @@
 #include "netkit/loop.h"
 #include "netkit/tcp.h"
 
+#include "nkt_main.h"
 #include "nkt_loop.h"
 #include "nkt_stream.h"
 
@@ -199,12 +200,12 @@ static void test_loop_timer_neither_early_nor_lost_under_signal_storm(void **sta
     assert_true(took < 5000);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocking_echo_exact_under_signal_storm),
         cmocka_unit_test(test_blocking_deadline_holds_under_signal_storm),
         cmocka_unit_test(test_loop_timer_neither_early_nor_lost_under_signal_storm),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -27,6 +27,7 @@
 #include "netkit/tcp.h"
 
 #include "fault_tcp_fx.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_fault.h"
 #include "nkt_loop.h"
@@ -373,7 +374,7 @@ static void test_shutdown_failure_closes_with_its_reason(void **state)
     close(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -390,5 +391,5 @@ int main(void)
         T(test_shutdown_failure_closes_with_its_reason),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

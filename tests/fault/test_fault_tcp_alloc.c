@@ -26,6 +26,7 @@
 #include "netkit/tcp.h"
 
 #include "fault_tcp_fx.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_fault.h"
 #include "nkt_loop.h"
@@ -330,7 +331,7 @@ static void test_alloc_failure_at_every_n_whole_session(void **state)
     assert_int_equal(failures, n - 1);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -342,5 +343,5 @@ int main(void)
         T(test_alloc_failure_at_every_n_whole_session),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

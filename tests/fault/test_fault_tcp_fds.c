@@ -26,6 +26,7 @@
 #include "netkit/tcp.h"
 
 #include "fault_tcp_fx.h"
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_fault.h"
 #include "nkt_loop.h"
@@ -316,7 +317,7 @@ static void test_server_start_failures_leak_nothing(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -332,5 +333,5 @@ int main(void)
         T(test_server_start_failures_leak_nothing),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -19,6 +19,7 @@
 #include "netkit/loop.h"
 #include "netkit/udp.h"
 
+#include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_fault.h"
 #include "nkt_loop.h"
@@ -417,7 +418,7 @@ static void test_alloc_failure_at_every_n_binding_endpoint(void **state)
     assert_int_equal(nkt_fd_count(), fds);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
@@ -430,5 +431,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_persistent_receive_error_does_not_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_failures_leak_nothing, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }
