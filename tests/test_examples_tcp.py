@@ -3,6 +3,7 @@
 and against independent peers written like the seed's Python programs.
 
 usage: test_examples_tcp.py TCP_UPPER_SERVER TCP_UPPER_CLIENT BACKLOG_DEMO
+           [PATTERN... | -x NAME...]  (which tests: see run_tests)
 Every wait has a deadline; processes started here are ended by their pid.
 """
 import os
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 
-from example_driver import DEADLINE, check, failures, read_line
+from example_driver import DEADLINE, check, read_line, run_tests, skip
 
 SERVER, CLIENT, DEMO = sys.argv[1:4]
 
@@ -203,8 +204,7 @@ def test_two_thousand_clients():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2000 * 2 + 64
     if hard != resource.RLIM_INFINITY and hard < want:
-        print("skipped: RLIMIT_NOFILE %d < %d" % (hard, want))
-        return
+        skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, want))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     srv, port = start_server("--backlog", "511")
     # Its log (a line per connect) must not fill the pipe and stop it.
@@ -356,13 +356,9 @@ def test_backlog_demo():
           "backlog_demo says what the backlog is not")
 
 
-for test in (test_bad_arguments, test_two_clients_at_once,
-             test_long_line_larger_than_socket_buffers,
-             test_two_thousand_clients, test_idle_clients_are_closed,
-             test_prompt_on_a_terminal,
-             test_seed_python_client_and_raw_peers,
-             test_client_against_seed_server, test_client_errors,
-             test_backlog_demo):
-    test()
-print("%d failed" % len(failures))
-sys.exit(1 if failures else 0)
+run_tests([test_bad_arguments, test_two_clients_at_once,
+           test_long_line_larger_than_socket_buffers,
+           test_two_thousand_clients, test_idle_clients_are_closed,
+           test_prompt_on_a_terminal, test_seed_python_client_and_raw_peers,
+           test_client_against_seed_server, test_client_errors,
+           test_backlog_demo], sys.argv[4:])

@@ -4,6 +4,7 @@ and against independent peers written like the seed's Python programs.
 
 usage: test_examples_udp.py UPPER_SERVER UPPER_CLIENT CHAT_CLIENT
        ROOM_SERVER SENDER RECEIVER BOUNDARIES
+       [PATTERN... | -x NAME...]  (which tests: see run_tests)
 Every wait has a deadline; processes started here are ended by their pid.
 """
 import os
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 
-from example_driver import DEADLINE, check, failures, read_line
+from example_driver import DEADLINE, check, read_line, run_tests
 
 (UPPER_SERVER, UPPER_CLIENT, CHAT, ROOM, SENDER, RECEIVER,
  BOUNDARIES) = sys.argv[1:8]
@@ -399,17 +400,9 @@ def test_room_validated():
     victim.close()
 
 
-test_usage()
-test_boundaries()
-test_upper()
-test_upper_client_timeout()
-test_control_bytes_stay_on_one_line()
-test_room_clients_without_a_room()
-test_room_tour()
-test_clients_against_the_seed_room()
-test_room_options()
-test_room_validated()
-if failures:
-    print("%d FAILED" % len(failures))
-    sys.exit(1)
+run_tests([test_usage, test_boundaries, test_upper, test_upper_client_timeout,
+           test_control_bytes_stay_on_one_line,
+           test_room_clients_without_a_room, test_room_tour,
+           test_clients_against_the_seed_room, test_room_options,
+           test_room_validated], sys.argv[8:])
 print("all passed")

@@ -444,9 +444,9 @@ static void test_loop_fd_readable_when_event_pending(void **state)
     int fd = nk_loop_fd(loop);
     if (!is_epoll(loop)) {
         assert_int_equal(fd, NK_ENOTSUP);
-        printf("skip: the %s backend has no loop fd\n", nk_loop_backend(loop));
+        const char *backend = nk_loop_backend(loop);
         nkt_loop_free_empty(loop);
-        skip();
+        nkt_skip("the %s backend has no loop fd", backend);
     }
     assert_true(fd >= 0);
     assert_int_equal(fd_readable(fd), 0);

@@ -288,9 +288,8 @@ static void c1_run(size_t n, size_t bytes)
     rlim_t lim = nofile_to_hard(2 * n + 64);
     bool split = lim < 2 * n + 64;
     if (split && lim < n + 64) {
-        print_message("skipped: RLIMIT_NOFILE hard limit %llu < %zu needed "
-                      "for %zu clients\n", (unsigned long long)lim, n + 64, n);
-        skip();
+        nkt_skip("RLIMIT_NOFILE hard limit %llu < %zu needed for %zu clients",
+                 (unsigned long long)lim, n + 64, n);
     }
     print_message("C1: %zu clients x %zu bytes from 127.0.0.2-50%s\n", n,
                   bytes, split ? " (clients in a child process)" : "");
@@ -511,8 +510,7 @@ static void c2_run(size_t n, size_t msgs)
     if (msgs < 2)
         msgs = 2;
     if (nofile_to_hard(2 * n + 64) < 2 * n + 64) {
-        print_message("skipped: RLIMIT_NOFILE too low for %zu clients\n", n);
-        skip();
+        nkt_skip("RLIMIT_NOFILE too low for %zu clients", n);
     }
     print_message("C2: %zu clients x %zu messages of 0..64 KiB\n", n, msgs);
     int fds_before = nkt_fd_count();
@@ -601,9 +599,8 @@ static void test_c5_soak_random_mix_counters_flat(void **state)
     (void)state;
     const char *env = getenv("NK_TEST_SOAK_SECONDS");
     if (!env || !*env) {
-        print_message("skipped: C5 is the soak, run by scripts/soak "
-                      "(NK_TEST_SOAK_SECONDS), not by CI\n");
-        skip();
+        nkt_skip("C5 is the soak, run by scripts/soak (NK_TEST_SOAK_SECONDS), "
+                 "not by CI");
     }
     uint64_t seconds = strtoull(env, NULL, 10);
     uint64_t end = nkt_now_ms() + seconds * 1000u;

@@ -694,10 +694,9 @@ static void test_b9_signal_storm_blocking_64mib_and_loop_exact(void **state)
 {
     (void)state;
     if (nkt_under_valgrind()) {
-        print_message("skipped: valgrind serialises threads and delivers "
-                      "signals at its own pace, so a 50 us storm crawls; "
-                      "the other builds run it\n");
-        skip();
+        nkt_skip("valgrind serialises threads and delivers signals at its "
+                 "own pace, so a 50 us storm crawls; the other builds run "
+                 "it");
     }
     const size_t total = env_size("NK_TEST_B9_BYTES", 64u << 20, 64u << 20);
     const size_t chunk = 1u << 20;

@@ -829,9 +829,7 @@ static void test_room_self_and_loop_reflection(void **state)
     int rc = forge_udp(&a.addr, &a.addr, "me", 2);
     if (rc == -EPERM || rc == -EACCES) {
         room_down(&a);
-        print_message("raw sockets not permitted (%s): skipped\n",
-                      nk_strerror(rc));
-        skip();
+        nkt_skip("raw sockets not permitted (%s)", nk_strerror(rc));
     }
     assert_int_equal(rc, 0);
     a.want_in = 1;
@@ -888,9 +886,7 @@ static void test_room_spoofed_join(void **state)
         if (rc == -EPERM || rc == -EACCES) {
             close(victim);
             room_down(&f);
-            print_message("raw sockets not permitted (%s): skipped\n",
-                          nk_strerror(rc));
-            skip();
+            nkt_skip("raw sockets not permitted (%s)", nk_strerror(rc));
         }
         assert_int_equal(rc, 0);
         f.want_in = 1;

@@ -59,8 +59,7 @@ static void test_echo_byte_exact_1000_clients(void **state)
 {
     (void)state;
     if (!raise_nofile(2 * 1000 + 64)) {
-        print_message("skipped: RLIMIT_NOFILE cannot reach 2064\n");
-        skip();
+        nkt_skip("RLIMIT_NOFILE cannot reach 2064");
     }
     echo_clients(1000, 16u << 10);
 }
@@ -308,8 +307,7 @@ static void test_emfile_sheds_pending_without_spin_then_recovers(void **state)
 {
     (void)state;
     if (nkt_under_valgrind()) {
-        print_message("skipped: RLIMIT_NOFILE is emulated under valgrind\n");
-        skip();
+        nkt_skip("RLIMIT_NOFILE is emulated under valgrind");
     }
     assert_int_equal(nkt_child(emfile_child, NULL, NULL, true, 15000), 0);
 }
@@ -325,8 +323,7 @@ static void test_echo_over_ipv6_loopback(void **state)
     int r = nk_tcp_server_start(st.loop, &a, &o, &st.srv);
     if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
         nk_loop_free(st.loop);
-        print_message("skipped: no IPv6 loopback (%s)\n", nk_strerror(r));
-        skip();
+        nkt_skip("no IPv6 loopback (%s)", nk_strerror(r));
     }
     assert_int_equal(r, 0);
     assert_int_equal(nk_tcp_server_addr(st.srv, &st.addr), 0);
@@ -474,8 +471,7 @@ static void test_many_idle_clients_time_out_busy_one_served(void **state)
 {
     (void)state;
     if (!raise_nofile(2 * 201 + 64)) {
-        print_message("skipped: RLIMIT_NOFILE too low\n");
-        skip();
+        nkt_skip("RLIMIT_NOFILE cannot reach 466");
     }
     struct srv_state st = {0};
     nk_tcp_server_opts o = echo_opts(&st);

@@ -678,9 +678,8 @@ static void test_udp_multicast_join_and_leave(void **state)
     int rc = nk_udp_endpoint_multicast(ep, &g4, lo, true);
     if (lo == 0 || rc == -ENODEV || rc == -EADDRNOTAVAIL) {
         nk_udp_endpoint_close(ep);
-        print_message("no multicast on the loopback interface (%s)\n",
-                      nk_strerror(rc));
-        skip();
+        nkt_skip("no multicast on the loopback interface (%s)",
+                 nk_strerror(rc));
     }
     assert_int_equal(rc, 0);
     assert_int_equal(nk_udp_endpoint_multicast(ep, &g4, lo, true), -EADDRINUSE);

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "nkt_main.h"
+
 _Noreturn void nkt_child_fail(const char *file, int line, const char *expr)
 {
     fprintf(stderr, "%s:%d: child check failed: %s\n", file, line, expr);
@@ -93,8 +95,7 @@ int nkt_child(void (*fn)(void *), void *arg, const struct rlimit *nofile,
               bool sigpipe_default, int timeout_ms)
 {
     if (nofile != NULL && nkt_under_valgrind()) {
-        print_message("skipped: RLIMIT_NOFILE is emulated under valgrind\n");
-        skip();
+        nkt_skip("RLIMIT_NOFILE is emulated under valgrind");
     }
     fflush(NULL); /* or buffered output would be written twice */
     pid_t pid = fork();
