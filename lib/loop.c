@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -315,6 +316,34 @@ static void wake_cb(nk_io *io, unsigned events, void *user)
     }
 }
 
+/* A sender (nk_loop_post, nk_loop_stop) counts itself in before its first
+ * access to the loop and out after its last. Its effect (a queued post, the
+ * stop flag) is published before its wakeup write, so the owner may see it,
+ * return from nk_loop_run() and call nk_loop_free() while the sender is
+ * still inside the call: free waits for the count to drop to 0 before it
+ * closes or frees anything a sender touches (libuv's async handles wait
+ * for their senders the same way). The count is raised before the effect
+ * is published, so an owner that saw the effect also sees the count. */
+static void sender_enter(nk_loop *loop)
+{
+    atomic_fetch_add_explicit(&loop->senders, 1, memory_order_seq_cst);
+}
+
+static void sender_leave(nk_loop *loop)
+{
+    /* Release: the sender's reads of the loop happen before the free. */
+    atomic_fetch_sub_explicit(&loop->senders, 1, memory_order_release);
+}
+
+/* A sender's stay is short and never waits on the loop thread (the post
+ * lock is held for a few instructions, the wakeup write does not block),
+ * so yielding until it has left is bounded by that. */
+static void wait_for_senders(nk_loop *loop)
+{
+    while (atomic_load_explicit(&loop->senders, memory_order_acquire))
+        sched_yield();
+}
+
 int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
 {
     if (!loop || !cb)
@@ -322,6 +351,7 @@ int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
     struct nk__post *p = nk__malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
+    sender_enter(loop);
     p->next = NULL;
     p->cb = cb;
     p->user = user;
@@ -338,6 +368,7 @@ int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
      * the loop takes the whole queue at once after each wait. */
     if (was_empty)
         wake(loop);
+    sender_leave(loop);
     return 0;
 }
 
@@ -364,8 +395,10 @@ void nk_loop_stop(nk_loop *loop)
 {
     if (!loop)
         return;
+    sender_enter(loop);
     if (!atomic_exchange(&loop->stop, true))
         wake(loop);
+    sender_leave(loop);
 }
 
 /* ---- create / free ------------------------------------------------- */
@@ -412,6 +445,7 @@ int nk_loop_new(nk_loop **out)
     sigemptyset(&loop->sigmask);
     atomic_init(&loop->posted, 0);
     atomic_init(&loop->stop, false);
+    atomic_init(&loop->senders, 0);
     int r = pthread_mutex_init(&loop->post_lock, NULL);
     if (r) {
         nk__free(loop);
@@ -461,6 +495,7 @@ int nk_loop_free(nk_loop *loop)
     if (user_ios(loop) || loop->heap_len || loop->signals || loop->tasks
         || loop->refs)
         return NK_EBUSY;
+    wait_for_senders(loop);
     nk__io_stop(&loop->wake_io);
     loop->internal_ios--;
     wake_close(loop);

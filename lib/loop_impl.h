@@ -51,6 +51,7 @@ struct nk_loop {
     struct nk__post *post_tail;
     atomic_size_t posted;
     atomic_bool stop;
+    atomic_uint senders;      /* threads inside nk_loop_post/stop */
     int wake_rfd;
     int wake_wfd;             /* == wake_rfd for an eventfd */
     nk_io wake_io;

@@ -94,6 +94,15 @@ NK_API int nk_loop_new(nk_loop **out);
  *
  * Runs the close work still pending (handles closed but not yet freed)
  * first. Not from a callback of this loop.
+ *
+ * Other threads: a nk_loop_post() or nk_loop_stop() that began before this
+ * call may still be inside it when its effect is seen (its callback ran, or
+ * its stop ended nk_loop_run()); nk_loop_free() waits for such calls to
+ * return before it frees anything, so once it has returned no thread that
+ * called them before touches the loop. A post or stop that begins after
+ * nk_loop_free() was called is a use after free, the caller's bug: free
+ * the loop only once every other thread's last call is one whose effect was
+ * seen, or once that thread was joined.
  * @param loop The loop.
  * @return 0, NK_EINVAL for NULL (nothing to free), or NK_EBUSY (and
  * nothing is freed) while handles are still active: stop or close them
@@ -117,7 +126,8 @@ NK_API int nk_loop_run(nk_loop *loop, nk_run_mode mode);
  *
  * Safe from any thread and from a signal-free context; wakes the loop if it
  * is waiting. A stop requested while the loop is not running makes the next
- * nk_loop_run() return after one iteration.
+ * nk_loop_run() return after one iteration. From another thread, only
+ * before nk_loop_free() is called (see there).
  * @param loop The loop.
  */
 NK_API void nk_loop_stop(nk_loop *loop);
@@ -127,7 +137,8 @@ NK_API void nk_loop_stop(nk_loop *loop);
  *
  * Callbacks posted from one thread run in the order posted, each exactly
  * once, even if the loop is stopped and run again; nk_loop_free() drops
- * those never run.
+ * those never run. From another thread, only before nk_loop_free() is
+ * called (see there).
  * @param loop The loop.
  * @param cb   The callback.
  * @param user Passed to @p cb.
