@@ -35,11 +35,16 @@ struct defer_node {
 
 /* ---- time ---------------------------------------------------------- */
 
-void nk__loop_read_clock(nk_loop *loop)
+static uint64_t monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    loop->now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void nk__loop_read_clock(nk_loop *loop)
+{
+    loop->now = monotonic_ms();
     loop->now_stale = false;
 }
 
@@ -521,24 +526,26 @@ static bool alive(const nk_loop *loop)
         || atomic_load_explicit(&loop->posted, memory_order_relaxed);
 }
 
-static int next_timeout(const nk_loop *loop)
+/* Milliseconds from @now until the loop has timed work. */
+static int next_timeout(const nk_loop *loop, uint64_t now)
 {
     if (loop->tasks || atomic_load_explicit(&loop->stop, memory_order_relaxed))
         return 0;
     if (!loop->heap_min)
         return -1;
-    /* A timer is waiting: loop->now was read after the last wait or when
-     * the timer started, never later than the real time. */
     uint64_t next = nk__timers_first(loop);
-    if (next <= loop->now)
+    if (next <= now)
         return 0;
-    uint64_t d = next - loop->now;
+    uint64_t d = next - now;
     return d > INT_MAX ? INT_MAX : (int)d;
 }
 
+/* Outside nk_loop_run() the cached time is that of the last iteration: an
+ * embedding program may have polled other things since, so the clock is
+ * read (the loop's time is left alone, as its callbacks see it). */
 int nk_loop_timeout(const nk_loop *loop)
 {
-    return loop ? next_timeout(loop) : 0;
+    return loop ? next_timeout(loop, monotonic_ms()) : 0;
 }
 
 static int iterate(nk_loop *loop, nk_run_mode mode)
@@ -555,8 +562,10 @@ static int iterate(nk_loop *loop, nk_run_mode mode)
     if (mode == NK_RUN_DEFAULT || (mode == NK_RUN_ONCE && !ran)) {
         /* DEFAULT checked alive() just before this call: only tasks and
          * timers that ran since can have changed it. */
+        /* A timer is waiting: loop->now was read after the last wait or
+         * when the timer started, never later than the real time. */
         if ((mode == NK_RUN_DEFAULT && !ran) || alive(loop))
-            timeout = next_timeout(loop);
+            timeout = next_timeout(loop, loop->now);
     }
     /* With a timer waiting, the backend reads the clock when the wait
      * ends, before dispatch: that one read of the iteration serves the I/O

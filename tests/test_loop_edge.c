@@ -555,6 +555,35 @@ static void test_loop_fd_readable_when_event_pending(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* Busy-wait (no sleep): real time passes while the loop does not run. */
+static void spin_until(uint64_t t)
+{
+    while (nkt_now_ms() < t)
+        ;
+}
+
+static void test_loop_timeout_counts_down_without_running(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    uint64_t before = nkt_now_ms();
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1000, 0, nop_timer, NULL, &t), 0);
+    assert_true(nk_loop_timeout(loop) <= 1000);
+    /* An embedding program polls other things for a while: the timeout it
+     * asks for next must count the time gone, not the time of the last
+     * iteration. */
+    spin_until(before + 30);
+    int to = nk_loop_timeout(loop);
+    assert_in_range(to, 0, 1000 - 30);
+    /* Past the deadline: due now. */
+    assert_int_equal(nk_timer_restart(t, 5, 0), 0);
+    spin_until(nkt_now_ms() + 6);
+    assert_int_equal(nk_loop_timeout(loop), 0);
+    nk_timer_stop(t);
+    nkt_loop_free_empty(loop);
+}
+
 /* ---- run modes ----------------------------------------------------- */
 
 static void test_run_modes_nowait_once_default(void **state)
@@ -786,6 +815,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_post_from_loop_thread_runs_in_same_iteration),
         cmocka_unit_test(test_f4_loop_freed_as_soon_as_posts_and_stop_seen),
         cmocka_unit_test(test_loop_fd_readable_when_event_pending),
+        cmocka_unit_test(test_loop_timeout_counts_down_without_running),
         cmocka_unit_test(test_run_modes_nowait_once_default),
         cmocka_unit_test(test_bad_arguments_give_exact_codes),
         cmocka_unit_test(test_every_allocation_failure_gives_enomem_and_no_leak),

@@ -182,7 +182,10 @@ NK_API void nk_loop_update_time(nk_loop *loop);
 NK_API int nk_loop_fd(const nk_loop *loop);
 
 /**
- * @brief How long the loop may wait before it has timed work.
+ * @brief How long the loop may wait before it has timed work, from now.
+ *
+ * Reads the clock: the answer counts the time spent outside nk_loop_run()
+ * since its last iteration (nk_loop_now() is not changed).
  * @param loop The loop.
  * @return Milliseconds until the loop has timed work: 0 if it has work
  * now, -1 if it waits for fd events only.
