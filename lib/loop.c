@@ -497,8 +497,8 @@ int nk_loop_free(nk_loop *loop)
     for (int i = 0; i < 64 && loop->tasks; i++)
         run_tasks(loop);
     /* A reference is held by an object that still points at the loop. */
-    if (user_ios(loop) || loop->heap_len || loop->signals || loop->tasks
-        || loop->refs)
+    if (user_ios(loop) || loop->heap_len || loop->fired_timers
+        || loop->signals || loop->tasks || loop->refs)
         return NK_EBUSY;
     wait_for_senders(loop);
     nk__io_stop(&loop->wake_io);
@@ -635,7 +635,7 @@ void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out)
         return;
     out->iterations = loop->iterations;
     out->ios = user_ios(loop);
-    out->timers = loop->heap_len;
+    out->timers = loop->heap_len + loop->fired_timers;
     out->signals = loop->signals;
     out->pending = loop->tasks
         + atomic_load_explicit(&loop->posted, memory_order_relaxed);

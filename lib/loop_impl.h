@@ -38,6 +38,7 @@ struct nk_loop {
     struct nk__heap_node *heap_min;
     size_t heap_len;
     uint64_t timer_seq;
+    size_t fired_timers;      /* public one-shots fired and not yet stopped */
 
     /* Deferred tasks, FIFO. */
     struct nk__task *task_head;

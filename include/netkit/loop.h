@@ -7,10 +7,19 @@
  * that runs the loop, except nk_loop_stop() and nk_loop_post(), which are
  * safe from any thread.
  *
- * Handles (nk_io, nk_timer, nk_signal) are opaque and owned by the library.
- * Stopping one frees it: this is safe from inside any callback, its own
- * included, and no event for a stopped handle is delivered afterwards, even
- * when its file descriptor number is reused in the same iteration.
+ * Handles are opaque. Ownership, the rule for every handle of the library
+ * (nk_io, nk_timer and nk_signal here; nk_tcp_server, nk_tcp_conn,
+ * nk_tcp_client, nk_udp_endpoint and nk_udp_room in their headers): a
+ * handle belongs to the application from the call that creates it until the
+ * one call that ends it (its stop, close or free); a fired one-shot timer is
+ * still a handle until stopped. nk_loop_free() returns NK_EBUSY and frees
+ * nothing while any handle is alive. After the ending call the pointer is
+ * invalid, as after free().
+ *
+ * Ending an nk_io, nk_timer or nk_signal (its stop) frees it at once; this
+ * is safe from inside any callback, its own included, and no event for it
+ * is delivered afterwards, even when its file descriptor number is reused
+ * in the same iteration.
  *
  * | callback       | when it runs                           | event data        |
  * |----------------|----------------------------------------|-------------------|
@@ -76,7 +85,9 @@ typedef void (*nk_task_cb)(nk_loop *loop, void *user);
 typedef struct nk_loop_stats {
     uint64_t iterations; /**< Iterations run so far (for "no spin" checks). */
     size_t ios;          /**< Active fd watchers, library-internal included. */
-    size_t timers;       /**< Active timers, library-internal included. */
+    size_t timers;       /**< Timers not stopped yet: armed ones
+                              (library-internal included) and fired
+                              one-shot ones. */
     size_t signals;      /**< Active signal watchers. */
     size_t pending;      /**< Deferred and posted callbacks not yet run. */
 } nk_loop_stats;
@@ -105,8 +116,9 @@ NK_API int nk_loop_new(nk_loop **out);
  * seen, or once that thread was joined.
  * @param loop The loop.
  * @return 0, NK_EINVAL for NULL (nothing to free), or NK_EBUSY (and
- * nothing is freed) while handles are still active: stop or close them
- * first.
+ * nothing is freed) while a handle is alive, a fired one-shot timer
+ * included (stop or close them first), or when called from a callback of
+ * this loop.
  */
 NK_API int nk_loop_free(nk_loop *loop);
 
@@ -285,7 +297,8 @@ NK_API int nk_timer_restart(nk_timer *timer, uint64_t timeout_ms,
 
 /**
  * @brief Stop and free the timer. Safe from any callback, the timer's own
- * included. A one-shot timer that fired is not freed by firing: stop it.
+ * included. A one-shot timer that fired is not freed by firing: stop it
+ * (until then nk_loop_free() returns NK_EBUSY), or re-arm it.
  * NULL is ignored.
  * @param timer The timer.
  */
