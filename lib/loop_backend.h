@@ -22,6 +22,13 @@ void nk__backend_invalidate(struct nk_backend *b, nk_io *io);
 /* The fd for nk_loop_fd(), or NK_ENOTSUP. */
 int nk__backend_fd(const struct nk_backend *b);
 
+/* A bit a backend may add to io->installed: the fd stays registered but
+ * is no longer polled (poll: it was closed while watched). The next
+ * nk__io_set() then differs from installed, so it reaches
+ * nk__backend_update(), which polls the fd again; nk__io_stop() removes it
+ * as usual. */
+#define NK__IO_MUTED 0x100u
+
 /* Implemented by loop.c: deliver events to io unless it was stopped. */
 void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events);
 /* Implemented by loop.c: read the clock into the loop's time. */

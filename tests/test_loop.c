@@ -396,6 +396,58 @@ static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* Misuse that nk_io_start() forbids: the fd closed while still watched.
+ * poll(2) reports POLLNVAL on every call for it; the watcher must hear of
+ * it once (as its watched bits, so its read fails with EBADF), not once
+ * per iteration. epoll drops the registration with the last reference to
+ * the file: nothing is reported. */
+struct closed_watch {
+    int calls;
+    unsigned last;
+    int err;
+};
+
+static void closed_cb(nk_io *io, unsigned events, void *user)
+{
+    struct closed_watch *c = user;
+    char b;
+    c->calls++;
+    c->last = events;
+    c->err = read(nk_io_fd(io), &b, 1) < 0 ? errno : 0;
+}
+
+static void test_io_fd_closed_while_watched_is_reported_once(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    bool poll_backend = strcmp(nk_loop_backend(loop), "poll") == 0;
+    int sv[2];
+    make_pair(sv);
+    struct closed_watch c = {0};
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, closed_cb, &c, &io), 0);
+    close(sv[0]);
+    nk_loop_stats a, b;
+    nk_loop_get_stats(loop, &a);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    nk_loop_get_stats(loop, &b);
+    assert_int_equal(b.iterations - a.iterations, 10);
+    assert_int_equal(c.calls, poll_backend ? 1 : 0);
+    if (poll_backend) {
+        assert_int_equal(c.last, NK_READ);
+        assert_int_equal(c.err, EBADF);
+    }
+    /* nk_io_set() watches the fd again: reported once more. */
+    assert_int_equal(nk_io_set(io, NK_READ), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(c.calls, poll_backend ? 2 : 0);
+    nk_io_stop(io);
+    close(sv[1]);
+    nkt_loop_free_empty(loop);
+}
+
 /* ---- deferred callbacks -------------------------------------------- */
 
 struct deferred {
@@ -710,6 +762,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_interest_of_other_watcher_changed_from_callback),
         cmocka_unit_test(test_embedded_watcher_and_timer_lifecycle),
         cmocka_unit_test(test_io_fd_reuse_in_same_iteration_gets_no_stale_event),
+        cmocka_unit_test(test_io_fd_closed_while_watched_is_reported_once),
         cmocka_unit_test(test_deferred_run_in_order_next_iteration),
         cmocka_unit_test(test_task_queued_by_task_runs_next_iteration),
         cmocka_unit_test(test_internal_task_cancelled_by_earlier_task_never_runs),
