@@ -94,6 +94,21 @@ static int fd_claim(nk_loop *loop, nk_io *io)
     return 0;
 }
 
+/* nk__backend_update(), and the rebuild a failed removal calls for: the
+ * fd was closed while watched (forbidden). If its file lives on through
+ * another descriptor, so does an epoll registration, which would go on
+ * reporting events carrying io after io is freed. Misuse only: the hot
+ * path never comes here. */
+static int backend_set(nk_loop *loop, nk_io *io, unsigned events)
+{
+    int r = nk__backend_update(loop->backend, io, events);
+    if (r && !events) {
+        nk__backend_rebuild(loop->backend, loop->fdtab, loop->fdtab_len);
+        r = 0;
+    }
+    return r;
+}
+
 void nk__io_init(nk_io *io, nk_loop *loop, int fd, nk_io_cb cb, void *user)
 {
     io->loop = loop;
@@ -122,7 +137,7 @@ int nk__io_set(nk_io *io, unsigned events)
     }
     /* Level-triggered: the kernel is only told when the interest changes. */
     if (events != io->installed) {
-        int r = nk__backend_update(loop->backend, io, events);
+        int r = backend_set(loop, io, events);
         if (r) {
             if (fresh) {
                 loop->fdtab[io->fd] = NULL;
@@ -141,11 +156,8 @@ void nk__io_stop(nk_io *io)
     if (!io->active)
         return;
     nk_loop *loop = io->loop;
-    if (io->installed) {
-        /* Errors ignored: the fd may already be closed (EBADF). */
-        (void)nk__backend_update(loop->backend, io, 0);
-        io->installed = 0;
-    }
+    if (io->installed)
+        (void)backend_set(loop, io, 0);
     nk__backend_invalidate(loop->backend, io);
     loop->fdtab[io->fd] = NULL;
     io->events = 0;

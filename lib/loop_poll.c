@@ -143,6 +143,14 @@ int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock)
     return dispatched;
 }
 
+void nk__backend_rebuild(struct nk_backend *b, nk_io *const *ios, size_t n)
+{
+    /* Never needed: removing a pollfd entry cannot fail. */
+    (void)b;
+    (void)ios;
+    (void)n;
+}
+
 void nk__backend_invalidate(struct nk_backend *b, nk_io *io)
 {
     /* Stopping removes the entry, and with it its revents. */
