@@ -505,9 +505,16 @@ int nk_loop_free(nk_loop *loop)
         return NK_EINVAL;
     if (loop->running)
         return NK_EBUSY;
-    /* Close work first: freeing a handle may queue more, so a few rounds. */
+    /* Close work first: freeing a handle may queue more, so a few rounds.
+     * Marked running meanwhile, so that a task calling nk_loop_free() or
+     * nk_loop_run() is refused instead of freeing the loop under this
+     * call; the time is marked stale, so a timer started there reads the
+     * clock as outside a run. */
+    loop->running = true;
+    loop->now_stale = true;
     for (int i = 0; i < 64 && loop->tasks; i++)
         run_tasks(loop);
+    loop->running = false;
     /* A reference is held by an object that still points at the loop. */
     if (user_ios(loop) || loop->heap_len || loop->fired_timers
         || loop->signals || loop->tasks || loop->refs)
