@@ -187,9 +187,15 @@ NK_API void nk_loop_update_time(nk_loop *loop);
  * to handle, for embedding in another program's loop: poll it there, then
  * call nk_loop_run(loop, NK_RUN_NOWAIT). Also wait no longer than
  * nk_loop_timeout() so timers fire on time.
+ *
+ * The fd stays the same for the loop's life, except in one case of misuse
+ * (a watched fd closed before its watcher was stopped, while a dup keeps
+ * its file open) met with no descriptor to spare: the loop then replaces
+ * it, or, if even that fails, has none and its runs fail with -EBADF.
  * @param loop The loop.
- * @return The fd (owned by the loop; do not close it), or NK_ENOTSUP with
- * the poll backend, which has no such descriptor.
+ * @return The fd (owned by the loop; do not close it), NK_ENOTSUP with
+ * the poll backend, which has no such descriptor, or -EBADF in the case
+ * above.
  */
 NK_API int nk_loop_fd(const nk_loop *loop);
 
@@ -222,7 +228,11 @@ NK_API void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out);
  * @brief Watch @p fd for @p events (NK_READ | NK_WRITE; 0 is allowed and
  * watches nothing until nk_io_set()).
  *
- * The caller keeps owning the fd: stop the watcher before closing it.
+ * The caller keeps owning the fd: stop the watcher before closing it. If
+ * it is closed first anyway, the poll backend tells the watcher once (as
+ * its watched bits: the next read or write fails with EBADF) and then skips
+ * the fd until nk_io_set(); with either backend nothing of the watcher
+ * remains once it is stopped, even if a dup keeps the file open.
  * @param loop   The loop.
  * @param fd     The file descriptor to watch.
  * @param events NK_READ and/or NK_WRITE, or 0.
