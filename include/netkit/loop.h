@@ -5,7 +5,7 @@
  *
  * One loop per thread. Every function here must be called from the thread
  * that runs the loop, except nk_loop_stop() and nk_loop_post(), which are
- * safe from any thread.
+ * safe from any thread until nk_loop_free() is called (see there).
  *
  * Handles are opaque. Ownership, the rule for every handle of the library
  * (nk_io, nk_timer and nk_signal here; nk_tcp_server, nk_tcp_conn,
@@ -106,7 +106,7 @@ NK_API int nk_loop_new(nk_loop **out);
  * Runs the close work still pending (handles closed but not yet freed)
  * first. Not from a callback of this loop.
  *
- * Other threads: a nk_loop_post() or nk_loop_stop() that began before this
+ * Other threads: an nk_loop_post() or nk_loop_stop() that began before this
  * call may still be inside it when its effect is seen (its callback ran, or
  * its stop ended nk_loop_run()); nk_loop_free() waits for such calls to
  * return before it frees anything, so once it has returned no thread that
