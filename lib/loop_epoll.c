@@ -105,7 +105,8 @@ void nk__backend_rebuild(struct nk_backend *b, nk_io *const *ios, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         nk_io *io = ios[i];
-        if (io && io->installed && ctl(fresh, EPOLL_CTL_ADD, io, io->installed))
+        if (io && io->installed
+            && ctl(fresh, EPOLL_CTL_ADD, io, io->installed))
             io->installed = 0;
     }
     if (fresh == b->epfd)
