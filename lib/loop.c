@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,11 +35,16 @@ struct defer_node {
 
 /* ---- time ---------------------------------------------------------- */
 
-void nk__loop_read_clock(nk_loop *loop)
+static uint64_t monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    loop->now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void nk__loop_read_clock(nk_loop *loop)
+{
+    loop->now = monotonic_ms();
     loop->now_stale = false;
 }
 
@@ -88,6 +94,21 @@ static int fd_claim(nk_loop *loop, nk_io *io)
     return 0;
 }
 
+/* nk__backend_update(), and the rebuild a failed removal calls for: the
+ * fd was closed while watched (forbidden). If its file lives on through
+ * another descriptor, so does an epoll registration, which would go on
+ * reporting events carrying io after io is freed. Misuse only: the hot
+ * path never comes here. */
+static int backend_set(nk_loop *loop, nk_io *io, unsigned events)
+{
+    int r = nk__backend_update(loop->backend, io, events);
+    if (r && !events) {
+        nk__backend_rebuild(loop->backend, loop->fdtab, loop->fdtab_len);
+        r = 0;
+    }
+    return r;
+}
+
 void nk__io_init(nk_io *io, nk_loop *loop, int fd, nk_io_cb cb, void *user)
 {
     io->loop = loop;
@@ -116,7 +137,7 @@ int nk__io_set(nk_io *io, unsigned events)
     }
     /* Level-triggered: the kernel is only told when the interest changes. */
     if (events != io->installed) {
-        int r = nk__backend_update(loop->backend, io, events);
+        int r = backend_set(loop, io, events);
         if (r) {
             if (fresh) {
                 loop->fdtab[io->fd] = NULL;
@@ -135,11 +156,8 @@ void nk__io_stop(nk_io *io)
     if (!io->active)
         return;
     nk_loop *loop = io->loop;
-    if (io->installed) {
-        /* Errors ignored: the fd may already be closed (EBADF). */
-        (void)nk__backend_update(loop->backend, io, 0);
-        io->installed = 0;
-    }
+    if (io->installed)
+        (void)backend_set(loop, io, 0);
     nk__backend_invalidate(loop->backend, io);
     loop->fdtab[io->fd] = NULL;
     io->events = 0;
@@ -315,6 +333,34 @@ static void wake_cb(nk_io *io, unsigned events, void *user)
     }
 }
 
+/* A sender (nk_loop_post, nk_loop_stop) counts itself in before its first
+ * access to the loop and out after its last. Its effect (a queued post, the
+ * stop flag) is published before its wakeup write, so the owner may see it,
+ * return from nk_loop_run() and call nk_loop_free() while the sender is
+ * still inside the call: free waits for the count to drop to 0 before it
+ * closes or frees anything a sender touches (libuv's async handles wait
+ * for their senders the same way). The count is raised before the effect
+ * is published, so an owner that saw the effect also sees the count. */
+static void sender_enter(nk_loop *loop)
+{
+    atomic_fetch_add_explicit(&loop->senders, 1, memory_order_seq_cst);
+}
+
+static void sender_leave(nk_loop *loop)
+{
+    /* Release: the sender's reads of the loop happen before the free. */
+    atomic_fetch_sub_explicit(&loop->senders, 1, memory_order_release);
+}
+
+/* A sender's stay is short and never waits on the loop thread (the post
+ * lock is held for a few instructions, the wakeup write does not block),
+ * so yielding until it has left is bounded by that. */
+static void wait_for_senders(nk_loop *loop)
+{
+    while (atomic_load_explicit(&loop->senders, memory_order_acquire))
+        sched_yield();
+}
+
 int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
 {
     if (!loop || !cb)
@@ -322,6 +368,7 @@ int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
     struct nk__post *p = nk__malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
+    sender_enter(loop);
     p->next = NULL;
     p->cb = cb;
     p->user = user;
@@ -338,6 +385,7 @@ int nk_loop_post(nk_loop *loop, nk_task_cb cb, void *user)
      * the loop takes the whole queue at once after each wait. */
     if (was_empty)
         wake(loop);
+    sender_leave(loop);
     return 0;
 }
 
@@ -364,8 +412,10 @@ void nk_loop_stop(nk_loop *loop)
 {
     if (!loop)
         return;
+    sender_enter(loop);
     if (!atomic_exchange(&loop->stop, true))
         wake(loop);
+    sender_leave(loop);
 }
 
 /* ---- create / free ------------------------------------------------- */
@@ -412,6 +462,7 @@ int nk_loop_new(nk_loop **out)
     sigemptyset(&loop->sigmask);
     atomic_init(&loop->posted, 0);
     atomic_init(&loop->stop, false);
+    atomic_init(&loop->senders, 0);
     int r = pthread_mutex_init(&loop->post_lock, NULL);
     if (r) {
         nk__free(loop);
@@ -454,13 +505,21 @@ int nk_loop_free(nk_loop *loop)
         return NK_EINVAL;
     if (loop->running)
         return NK_EBUSY;
-    /* Close work first: freeing a handle may queue more, so a few rounds. */
+    /* Close work first: freeing a handle may queue more, so a few rounds.
+     * Marked running meanwhile, so that a task calling nk_loop_free() or
+     * nk_loop_run() is refused instead of freeing the loop under this
+     * call; the time is marked stale, so a timer started there reads the
+     * clock as outside a run. */
+    loop->running = true;
+    loop->now_stale = true;
     for (int i = 0; i < 64 && loop->tasks; i++)
         run_tasks(loop);
+    loop->running = false;
     /* A reference is held by an object that still points at the loop. */
-    if (user_ios(loop) || loop->heap_len || loop->signals || loop->tasks
-        || loop->refs)
+    if (user_ios(loop) || loop->heap_len || loop->fired_timers
+        || loop->signals || loop->tasks || loop->refs)
         return NK_EBUSY;
+    wait_for_senders(loop);
     nk__io_stop(&loop->wake_io);
     loop->internal_ios--;
     wake_close(loop);
@@ -486,24 +545,26 @@ static bool alive(const nk_loop *loop)
         || atomic_load_explicit(&loop->posted, memory_order_relaxed);
 }
 
-static int next_timeout(const nk_loop *loop)
+/* Milliseconds from @now until the loop has timed work. */
+static int next_timeout(const nk_loop *loop, uint64_t now)
 {
     if (loop->tasks || atomic_load_explicit(&loop->stop, memory_order_relaxed))
         return 0;
     if (!loop->heap_min)
         return -1;
-    /* A timer is waiting: loop->now was read after the last wait or when
-     * the timer started, never later than the real time. */
     uint64_t next = nk__timers_first(loop);
-    if (next <= loop->now)
+    if (next <= now)
         return 0;
-    uint64_t d = next - loop->now;
+    uint64_t d = next - now;
     return d > INT_MAX ? INT_MAX : (int)d;
 }
 
+/* Outside nk_loop_run() the cached time is that of the last iteration: an
+ * embedding program may have polled other things since, so the clock is
+ * read (the loop's time is left alone, as its callbacks see it). */
 int nk_loop_timeout(const nk_loop *loop)
 {
-    return loop ? next_timeout(loop) : 0;
+    return loop ? next_timeout(loop, monotonic_ms()) : 0;
 }
 
 static int iterate(nk_loop *loop, nk_run_mode mode)
@@ -520,8 +581,10 @@ static int iterate(nk_loop *loop, nk_run_mode mode)
     if (mode == NK_RUN_DEFAULT || (mode == NK_RUN_ONCE && !ran)) {
         /* DEFAULT checked alive() just before this call: only tasks and
          * timers that ran since can have changed it. */
+        /* A timer is waiting: loop->now was read after the last wait or
+         * when the timer started, never later than the real time. */
         if ((mode == NK_RUN_DEFAULT && !ran) || alive(loop))
-            timeout = next_timeout(loop);
+            timeout = next_timeout(loop, loop->now);
     }
     /* With a timer waiting, the backend reads the clock when the wait
      * ends, before dispatch: that one read of the iteration serves the I/O
@@ -591,7 +654,7 @@ void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out)
         return;
     out->iterations = loop->iterations;
     out->ios = user_ios(loop);
-    out->timers = loop->heap_len;
+    out->timers = loop->heap_len + loop->fired_timers;
     out->signals = loop->signals;
     out->pending = loop->tasks
         + atomic_load_explicit(&loop->posted, memory_order_relaxed);

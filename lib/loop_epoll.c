@@ -4,8 +4,15 @@
  * load per event. The fetched batch stays in the backend while it is
  * dispatched: a watcher stopped by an earlier callback has its entries
  * cleared (nk__backend_invalidate), so neither it nor a new watcher on a
- * reused fd number sees a stale event. */
+ * reused fd number sees a stale event.
+ *
+ * A registration outlives its watcher only if the watched number was
+ * closed before the watcher stopped while a dup keeps the file open: the
+ * kernel can no longer find it by number. The set is then rebuilt
+ * (nk__backend_rebuild), off the hot path, which stays one load per
+ * event. */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -55,23 +62,61 @@ const char *nk__backend_name(void)
     return "epoll";
 }
 
-int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events)
+static int ctl(int epfd, int op, nk_io *io, unsigned events)
 {
-    if (events == io->installed)
-        return 0;
     struct epoll_event ev = {0};
     ev.events = ((events & NK_READ) ? EPOLLIN : 0u)
         | ((events & NK_WRITE) ? EPOLLOUT : 0u);
     ev.data.ptr = io;
+    return epoll_ctl(epfd, op, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events)
+{
+    if (events == io->installed)
+        return 0;
     int op = !io->installed ? EPOLL_CTL_ADD
         : !events           ? EPOLL_CTL_DEL
                             : EPOLL_CTL_MOD;
-    if (epoll_ctl(b->epfd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL)
-        return -errno;
-    /* A failed DEL means the fd was closed first: the kernel has already
-     * dropped the registration, which is what was asked. */
+    int r = ctl(b->epfd, op, io, events);
+    /* A failed DEL (EBADF, ENOENT) means the number was closed first: the
+     * registration went with the file if that was its last descriptor, or
+     * stays, unreachable by number, if a dup keeps the file open. The
+     * caller rebuilds the set; io is out of it either way. */
+    if (r && op != EPOLL_CTL_DEL)
+        return r;
     io->installed = events;
-    return 0;
+    return r;
+}
+
+/* A new instance takes the old one's number (dup3), so nk_loop_fd() does
+ * not change; closing the old one drops every registration it had. Out of
+ * descriptors, the old one is closed first to free one (nk_loop_fd() may
+ * then change); if even that fails, waits fail with EBADF: an unusable
+ * loop, never an event for a freed watcher. */
+void nk__backend_rebuild(struct nk_backend *b, nk_io *const *ios, size_t n)
+{
+    int fresh = epoll_create1(EPOLL_CLOEXEC);
+    if (fresh < 0) {
+        close(b->epfd);
+        b->epfd = fresh = epoll_create1(EPOLL_CLOEXEC);
+        if (fresh < 0)
+            return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        nk_io *io = ios[i];
+        if (io && io->installed
+            && ctl(fresh, EPOLL_CTL_ADD, io, io->installed))
+            io->installed = 0;
+    }
+    if (fresh == b->epfd)
+        return;
+    if (dup3(fresh, b->epfd, O_CLOEXEC) < 0) {
+        close(b->epfd);
+        b->epfd = fresh;
+    } else {
+        close(fresh);
+    }
 }
 
 static unsigned to_nk(uint32_t e)
@@ -121,5 +166,5 @@ void nk__backend_invalidate(struct nk_backend *b, nk_io *io)
 
 int nk__backend_fd(const struct nk_backend *b)
 {
-    return b->epfd;
+    return b->epfd >= 0 ? b->epfd : -EBADF;
 }

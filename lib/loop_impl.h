@@ -38,6 +38,7 @@ struct nk_loop {
     struct nk__heap_node *heap_min;
     size_t heap_len;
     uint64_t timer_seq;
+    size_t fired_timers;      /* public one-shots fired and not yet stopped */
 
     /* Deferred tasks, FIFO. */
     struct nk__task *task_head;
@@ -51,6 +52,7 @@ struct nk_loop {
     struct nk__post *post_tail;
     atomic_size_t posted;
     atomic_bool stop;
+    atomic_uint senders;      /* threads inside nk_loop_post/stop */
     int wake_rfd;
     int wake_wfd;             /* == wake_rfd for an eventfd */
     nk_io wake_io;

@@ -17,7 +17,7 @@ struct nk_io {
     nk_loop *loop;
     int fd;
     unsigned events;    /* what the owner wants (NK_READ | NK_WRITE) */
-    unsigned installed; /* what the backend currently has registered */
+    unsigned installed; /* what the backend has registered (NK__IO_MUTED) */
     nk_io_cb cb;
     void *user;
     bool active;        /* counted in the loop's stats and registered */

@@ -83,6 +83,7 @@ int nk__backend_update(struct nk_backend *b, nk_io *io, unsigned events)
         b->ios[i] = io;
         io->slot = i;
     } else if (events) {
+        b->fds[io->slot].fd = io->fd; /* polled again if it was muted */
         b->fds[io->slot].events = to_poll(events);
     } else {
         size_t i = io->slot;
@@ -108,6 +109,16 @@ static unsigned to_nk(short e)
     return r;
 }
 
+/* The watcher's fd was closed while watched (the header forbids it): poll
+ * would answer POLLNVAL at once on every call, a spin. It is reported to
+ * the watcher this once, then skipped (poll ignores a negative fd) until
+ * nk_io_set() or nk_io_stop(). */
+static void mute(struct nk_backend *b, size_t i)
+{
+    b->fds[i].fd = -1;
+    b->ios[i]->installed |= NK__IO_MUTED;
+}
+
 int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock)
 {
     int n = poll(b->fds, (nfds_t)b->n, timeout_ms);
@@ -125,9 +136,19 @@ int nk__backend_poll(struct nk_backend *b, int timeout_ms, bool read_clock)
             continue;
         b->fds[i].revents = 0;
         dispatched++;
+        if (re & POLLNVAL)
+            mute(b, i);
         nk__io_dispatch(b->ios[i], to_nk(re));
     }
     return dispatched;
+}
+
+void nk__backend_rebuild(struct nk_backend *b, nk_io *const *ios, size_t n)
+{
+    /* Never needed: removing a pollfd entry cannot fail. */
+    (void)b;
+    (void)ios;
+    (void)n;
 }
 
 void nk__backend_invalidate(struct nk_backend *b, nk_io *io)

@@ -141,9 +141,12 @@ void nk__timer_init(nk_timer *t, nk_loop *loop, nk_timer_cb cb, void *user)
     t->allocated = false;
 }
 
-/* heap_index is IN_HEAP while queued, SIZE_MAX otherwise; a zeroed timer
- * (0) also reads as stopped, so stopping one never touches the heap. */
+/* heap_index is IN_HEAP while queued, FIRED for a public one-shot that
+ * fired (still the application's handle: it keeps nk_loop_free() busy until
+ * stopped or re-armed), SIZE_MAX otherwise; a zeroed timer (0) also reads
+ * as stopped, so stopping one never touches the heap. */
 #define IN_HEAP 1
+#define FIRED 2
 
 bool nk__timer_active(const nk_timer *t)
 {
@@ -155,11 +158,21 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+/* Leave the FIRED state (re-armed or stopped). */
+static void unfire(nk_timer *t)
+{
+    if (t->heap_index == FIRED) {
+        t->loop->fired_timers--;
+        t->heap_index = SIZE_MAX;
+    }
+}
+
 void nk__timer_start(nk_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
 {
     nk_loop *loop = t->loop;
     if (nk__timer_active(t))
         heap_remove(loop, &t->node);
+    unfire(t);
     /* Outside nk_loop_run() the cached time may be old, and inside it the
      * clock is not read after a wait with no timer (now_stale): a timer
      * measured from an old time could fire early. Callbacks otherwise use
@@ -175,6 +188,7 @@ void nk__timer_start(nk_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
 
 void nk__timer_stop(nk_timer *t)
 {
+    unfire(t);
     if (!nk__timer_active(t))
         return;
     heap_remove(t->loop, &t->node);
@@ -203,6 +217,11 @@ size_t nk__timers_run(nk_loop *loop)
             t->deadline = add_sat(loop->now, t->repeat);
             t->seq = loop->timer_seq++;
             heap_insert(loop, &t->node);
+        } else if (t->allocated) {
+            /* Embedded timers belong to an object that keeps the loop
+             * busy by other means. */
+            t->heap_index = FIRED;
+            loop->fired_timers++;
         } else {
             t->heap_index = SIZE_MAX;
         }

@@ -24,6 +24,7 @@
 #include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
+#include "nkt_proc.h"
 
 /* ---- helpers ------------------------------------------------------- */
 
@@ -41,6 +42,19 @@ static void make_pair(int sv[2])
 }
 
 /* ---- fd watchers --------------------------------------------------- */
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static void drain_nothing(nk_io *io, unsigned events, void *user)
+{
+    (void)io;
+    (void)events;
+    (void)user;
+}
 
 struct rw {
     int reads;
@@ -396,6 +410,167 @@ static void test_io_fd_reuse_in_same_iteration_gets_no_stale_event(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* Misuse that nk_io_start() forbids: the fd closed while still watched.
+ * poll(2) reports POLLNVAL on every call for it; the watcher must hear of
+ * it once (as its watched bits, so its read fails with EBADF), not once
+ * per iteration. epoll drops the registration with the last reference to
+ * the file: nothing is reported. */
+struct closed_watch {
+    int calls;
+    unsigned last;
+    int err;
+};
+
+static void closed_cb(nk_io *io, unsigned events, void *user)
+{
+    struct closed_watch *c = user;
+    char b;
+    c->calls++;
+    c->last = events;
+    c->err = read(nk_io_fd(io), &b, 1) < 0 ? errno : 0;
+}
+
+static void test_io_fd_closed_while_watched_is_reported_once(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    bool poll_backend = strcmp(nk_loop_backend(loop), "poll") == 0;
+    int sv[2];
+    make_pair(sv);
+    struct closed_watch c = {0};
+    nk_io *io;
+    assert_int_equal(nk_io_start(loop, sv[0], NK_READ, closed_cb, &c, &io), 0);
+    close(sv[0]);
+    nk_loop_stats a, b;
+    nk_loop_get_stats(loop, &a);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    nk_loop_get_stats(loop, &b);
+    assert_int_equal(b.iterations - a.iterations, 10);
+    assert_int_equal(c.calls, poll_backend ? 1 : 0);
+    if (poll_backend) {
+        assert_int_equal(c.last, NK_READ);
+        assert_int_equal(c.err, EBADF);
+    }
+    /* nk_io_set() watches the fd again: reported once more. */
+    assert_int_equal(nk_io_set(io, NK_READ), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(nk_loop_run(loop, NK_RUN_NOWAIT), 1);
+    assert_int_equal(c.calls, poll_backend ? 2 : 0);
+    nk_io_stop(io);
+    close(sv[1]);
+    nkt_loop_free_empty(loop);
+}
+
+/* Misuse again: the watched number closed, then the watcher stopped,
+ * while the file lives on through a dup (and, second round, while the
+ * number already names another file). epoll cannot remove a registration
+ * by a closed or reused number, so it stays, and its events would carry
+ * the freed watcher: they must reach nobody and must not make the loop
+ * spin. */
+static void test_io_stopped_after_its_fd_closed_while_file_lives_on(void **state)
+{
+    (void)state;
+    for (int reuse = 0; reuse < 2; reuse++) {
+        nk_loop *loop = nkt_loop_new();
+        int sv[2], idle[2];
+        make_pair(sv);
+        make_pair(idle);
+        int dup_fd = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+        assert_true(dup_fd >= 0);
+        struct closed_watch c = {0};
+        nk_io *io, *idle_io;
+        assert_int_equal(nk_io_start(loop, sv[0], NK_READ, closed_cb, &c, &io), 0);
+        /* Something to wait for, so the loop waits rather than returns. */
+        assert_int_equal(
+            nk_io_start(loop, idle[0], NK_READ, drain_nothing, NULL, &idle_io), 0);
+        close(sv[0]);
+        int other[2] = {-1, -1};
+        if (reuse) {
+            make_pair(other); /* usually takes the number just closed */
+            if (other[0] != sv[0]) {
+                assert_int_equal(dup3(other[0], sv[0], O_CLOEXEC), sv[0]);
+                close(other[0]);
+                other[0] = sv[0];
+            }
+        }
+        nk_io_stop(io);
+        assert_int_equal(write(sv[1], "x", 1), 1);
+        uint64_t iters = 0;
+        assert_int_equal(nkt_run_until(loop, never, NULL, 20, 50, &iters),
+                         -ETIMEDOUT);
+        assert_in_range(iters, 1, 3);
+        assert_int_equal(c.calls, 0);
+        /* The loop still works for the watchers it has. */
+        struct rw s = {0};
+        assert_int_equal(nk_io_start(loop, dup_fd, NK_READ, rw_cb, &s, &io), 0);
+        assert_int_equal(nkt_run_until(loop, one_read, &s, 10, 2000, NULL), 0);
+        assert_int_equal(s.got, 1);
+        nk_io_stop(io);
+        nk_io_stop(idle_io);
+        if (reuse) {
+            close(other[0]);
+            close(other[1]);
+        }
+        close(dup_fd);
+        close(sv[1]);
+        close(idle[0]);
+        close(idle[1]);
+        nkt_loop_free_empty(loop);
+    }
+}
+
+/* The same, out of descriptors: dropping the stale registration needs a
+ * new epoll instance, hence a descriptor. The loop gives up its old one to
+ * get it, and keeps working. */
+static void stale_at_emfile_child(void *arg)
+{
+    (void)arg;
+    nk_loop *loop = NULL;
+    NKT_CHILD_ASSERT(nk_loop_new(&loop) == 0);
+    int sv[2], idle[2];
+    NKT_CHILD_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    NKT_CHILD_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, idle) == 0);
+    int dup_fd = dup(sv[0]);
+    NKT_CHILD_ASSERT(dup_fd >= 0);
+    struct closed_watch c = {0};
+    nk_io *io, *idle_io;
+    NKT_CHILD_ASSERT(nk_io_start(loop, sv[0], NK_READ, closed_cb, &c, &io) == 0);
+    NKT_CHILD_ASSERT(
+        nk_io_start(loop, idle[0], NK_READ, drain_nothing, NULL, &idle_io) == 0);
+    close(sv[0]);
+    /* Every descriptor taken, the one just closed included. */
+    int filled = 0;
+    while (dup(idle[1]) >= 0)
+        filled++;
+    NKT_CHILD_ASSERT(errno == EMFILE && filled > 0);
+    nk_io_stop(io);
+    NKT_CHILD_ASSERT(write(sv[1], "x", 1) == 1);
+    uint64_t iters = 0;
+    NKT_CHILD_ASSERT(nkt_run_until(loop, never, NULL, 20, 50, &iters)
+                     == -ETIMEDOUT);
+    NKT_CHILD_ASSERT(iters >= 1 && iters <= 3 && c.calls == 0);
+    struct rw s = {0};
+    NKT_CHILD_ASSERT(nk_io_start(loop, dup_fd, NK_READ, rw_cb, &s, &io) == 0);
+    NKT_CHILD_ASSERT(nkt_run_until(loop, one_read, &s, 10, 2000, NULL) == 0);
+    nk_io_stop(io);
+    nk_io_stop(idle_io);
+    NKT_CHILD_ASSERT(nk_loop_free(loop) == 0);
+}
+
+static void test_io_stale_registration_dropped_at_emfile(void **state)
+{
+    (void)state;
+    if (nkt_under_valgrind())
+        nkt_skip("valgrind emulates RLIMIT_NOFILE");
+    int open_now = nkt_fd_count();
+    assert_true(open_now > 0);
+    struct rlimit lim = {.rlim_cur = (rlim_t)open_now + 16,
+                         .rlim_max = (rlim_t)open_now + 16};
+    assert_int_equal(nkt_child(stale_at_emfile_child, NULL, &lim, false, 15000),
+                     0);
+}
+
 /* ---- deferred callbacks -------------------------------------------- */
 
 struct deferred {
@@ -645,19 +820,6 @@ static void test_loop_free_is_ebusy_with_live_handles(void **state)
 
 /* ---- test support: nkt_run_until ---------------------------------- */
 
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
-}
-
-static void drain_nothing(nk_io *io, unsigned events, void *user)
-{
-    (void)io;
-    (void)events;
-    (void)user;
-}
-
 static void test_run_until_times_out_without_spinning(void **state)
 {
     (void)state;
@@ -710,6 +872,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_interest_of_other_watcher_changed_from_callback),
         cmocka_unit_test(test_embedded_watcher_and_timer_lifecycle),
         cmocka_unit_test(test_io_fd_reuse_in_same_iteration_gets_no_stale_event),
+        cmocka_unit_test(test_io_fd_closed_while_watched_is_reported_once),
+        cmocka_unit_test(test_io_stopped_after_its_fd_closed_while_file_lives_on),
+        cmocka_unit_test(test_io_stale_registration_dropped_at_emfile),
         cmocka_unit_test(test_deferred_run_in_order_next_iteration),
         cmocka_unit_test(test_task_queued_by_task_runs_next_iteration),
         cmocka_unit_test(test_internal_task_cancelled_by_earlier_task_never_runs),

@@ -24,6 +24,7 @@
 #include "nkt_main.h"
 #include "nkt_alloc.h"
 #include "nkt_loop.h"
+#include "nkt_proc.h"
 
 static void make_pair(int sv[2])
 {
@@ -414,6 +415,73 @@ static void test_post_from_loop_thread_runs_in_same_iteration(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* ---- F4: free the loop right after a cross-thread call returns ------ */
+
+#define F4_ROUNDS 2000
+#define F4_POSTS 2
+
+struct f4 {
+    nk_loop *loop;
+    uint64_t deadline; /* the spinning task gives up after it */
+    bool spin;         /* loop thread only, as is ran */
+    int ran;
+};
+
+static void f4_count(nk_loop *loop, void *user)
+{
+    (void)loop;
+    ((struct f4 *)user)->ran++;
+}
+
+/* Re-queued every iteration: the loop never blocks, so it sees a post or
+ * a stop the moment it is published, while its sender is still inside the
+ * call (before the wakeup write). */
+static void f4_spin(nk_loop *loop, void *user)
+{
+    struct f4 *f = user;
+    if (f->spin && nkt_now_ms() < f->deadline)
+        assert_int_equal(nk_loop_defer(loop, f4_spin, f), 0);
+}
+
+static void *f4_poster(void *arg)
+{
+    struct f4 *f = arg;
+    for (int i = 0; i < F4_POSTS; i++)
+        nk_loop_post(f->loop, f4_count, f);
+    return NULL;
+}
+
+static void *f4_stopper(void *arg)
+{
+    nk_loop_stop(((struct f4 *)arg)->loop);
+    return NULL;
+}
+
+static void test_f4_loop_freed_as_soon_as_posts_and_stop_seen(void **state)
+{
+    (void)state;
+    int rounds = nkt_under_valgrind() ? F4_ROUNDS / 10 : F4_ROUNDS;
+    for (int round = 0; round < rounds; round++) {
+        struct f4 f = {.loop = nkt_loop_new(), .spin = true};
+        f.deadline = nkt_now_ms() + 5000;
+        assert_int_equal(nk_loop_defer(f.loop, f4_spin, &f), 0);
+        pthread_t poster, stopper;
+        assert_int_equal(pthread_create(&poster, NULL, f4_poster, &f), 0);
+        assert_int_equal(pthread_create(&stopper, NULL, f4_stopper, &f), 0);
+        /* Returns on the stop: the spinning task keeps DEFAULT going. */
+        assert_int_equal(nk_loop_run(f.loop, NK_RUN_DEFAULT), 0);
+        while (f.ran < F4_POSTS && nkt_now_ms() < f.deadline)
+            assert_true(nk_loop_run(f.loop, NK_RUN_NOWAIT) >= 0);
+        assert_int_equal(f.ran, F4_POSTS);
+        /* Both senders' last calls were seen: free at once, while they may
+         * still be inside them. */
+        f.spin = false;
+        assert_int_equal(nk_loop_free(f.loop), 0);
+        pthread_join(poster, NULL);
+        pthread_join(stopper, NULL);
+    }
+}
+
 /* ---- embedding: nk_loop_fd, nk_loop_timeout ------------------------ */
 
 static int fd_readable(int fd)
@@ -484,6 +552,35 @@ static void test_loop_fd_readable_when_event_pending(void **state)
     nk_io_stop(io);
     close(sv[0]);
     close(sv[1]);
+    nkt_loop_free_empty(loop);
+}
+
+/* Busy-wait (no sleep): real time passes while the loop does not run. */
+static void spin_until(uint64_t t)
+{
+    while (nkt_now_ms() < t)
+        ;
+}
+
+static void test_loop_timeout_counts_down_without_running(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    uint64_t before = nkt_now_ms();
+    nk_timer *t;
+    assert_int_equal(nk_timer_start(loop, 1000, 0, nop_timer, NULL, &t), 0);
+    assert_true(nk_loop_timeout(loop) <= 1000);
+    /* An embedding program polls other things for a while: the timeout it
+     * asks for next must count the time gone, not the time of the last
+     * iteration. */
+    spin_until(before + 30);
+    int to = nk_loop_timeout(loop);
+    assert_in_range(to, 0, 1000 - 30);
+    /* Past the deadline: due now. */
+    assert_int_equal(nk_timer_restart(t, 5, 0), 0);
+    spin_until(nkt_now_ms() + 6);
+    assert_int_equal(nk_loop_timeout(loop), 0);
+    nk_timer_stop(t);
     nkt_loop_free_empty(loop);
 }
 
@@ -716,7 +813,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_b17_posts_from_4_threads_run_once_in_order),
         cmocka_unit_test(test_posts_never_run_are_dropped_by_free),
         cmocka_unit_test(test_post_from_loop_thread_runs_in_same_iteration),
+        cmocka_unit_test(test_f4_loop_freed_as_soon_as_posts_and_stop_seen),
         cmocka_unit_test(test_loop_fd_readable_when_event_pending),
+        cmocka_unit_test(test_loop_timeout_counts_down_without_running),
         cmocka_unit_test(test_run_modes_nowait_once_default),
         cmocka_unit_test(test_bad_arguments_give_exact_codes),
         cmocka_unit_test(test_every_allocation_failure_gives_enomem_and_no_leak),

@@ -172,11 +172,20 @@ static void test_one_shot_timer_restarted_from_its_callback(void **state)
     assert_int_equal(nk_timer_start(loop, 1, 0, restart_cb, &r, &r.t), 0);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(r.fires, 3);
-    /* A fired one-shot stays allocated until stopped; restart re-arms it. */
+    /* A fired one-shot is still a handle until stopped: it does not keep
+     * the loop running, but the loop cannot be freed under it. */
     assert_false(nk__timer_active(r.t));
+    assert_int_equal(nk_loop_free(loop), NK_EBUSY);
+    nk_loop_stats st;
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, 1);
+    /* Restart re-arms it (counted once), and it fires again. */
     assert_int_equal(nk_timer_restart(r.t, 0, 0), 0);
+    nk_loop_get_stats(loop, &st);
+    assert_int_equal(st.timers, 1);
     assert_int_equal(nk_loop_run(loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(r.fires, 4);
+    assert_int_equal(nk_loop_free(loop), NK_EBUSY);
     nk_timer_stop(r.t);
     nkt_loop_free_empty(loop);
 }

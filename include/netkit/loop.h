@@ -5,12 +5,21 @@
  *
  * One loop per thread. Every function here must be called from the thread
  * that runs the loop, except nk_loop_stop() and nk_loop_post(), which are
- * safe from any thread.
+ * safe from any thread until nk_loop_free() is called (see there).
  *
- * Handles (nk_io, nk_timer, nk_signal) are opaque and owned by the library.
- * Stopping one frees it: this is safe from inside any callback, its own
- * included, and no event for a stopped handle is delivered afterwards, even
- * when its file descriptor number is reused in the same iteration.
+ * Handles are opaque. Ownership, the rule for every handle of the library
+ * (nk_io, nk_timer and nk_signal here; nk_tcp_server, nk_tcp_conn,
+ * nk_tcp_client, nk_udp_endpoint and nk_udp_room in their headers): a
+ * handle belongs to the application from the call that creates it until the
+ * one call that ends it (its stop, close or free); a fired one-shot timer is
+ * still a handle until stopped. nk_loop_free() returns NK_EBUSY and frees
+ * nothing while any handle is alive. After the ending call the pointer is
+ * invalid, as after free().
+ *
+ * Ending an nk_io, nk_timer or nk_signal (its stop) frees it at once; this
+ * is safe from inside any callback, its own included, and no event for it
+ * is delivered afterwards, even when its file descriptor number is reused
+ * in the same iteration.
  *
  * | callback       | when it runs                           | event data        |
  * |----------------|----------------------------------------|-------------------|
@@ -76,7 +85,9 @@ typedef void (*nk_task_cb)(nk_loop *loop, void *user);
 typedef struct nk_loop_stats {
     uint64_t iterations; /**< Iterations run so far (for "no spin" checks). */
     size_t ios;          /**< Active fd watchers, library-internal included. */
-    size_t timers;       /**< Active timers, library-internal included. */
+    size_t timers;       /**< Timers not stopped yet: armed ones
+                              (library-internal included) and fired
+                              one-shot ones. */
     size_t signals;      /**< Active signal watchers. */
     size_t pending;      /**< Deferred and posted callbacks not yet run. */
 } nk_loop_stats;
@@ -94,10 +105,20 @@ NK_API int nk_loop_new(nk_loop **out);
  *
  * Runs the close work still pending (handles closed but not yet freed)
  * first. Not from a callback of this loop.
+ *
+ * Other threads: an nk_loop_post() or nk_loop_stop() that began before this
+ * call may still be inside it when its effect is seen (its callback ran, or
+ * its stop ended nk_loop_run()); nk_loop_free() waits for such calls to
+ * return before it frees anything, so once it has returned no thread that
+ * called them before touches the loop. A post or stop that begins after
+ * nk_loop_free() was called is a use after free, the caller's bug: free
+ * the loop only once every other thread's last call is one whose effect was
+ * seen, or once that thread was joined.
  * @param loop The loop.
  * @return 0, NK_EINVAL for NULL (nothing to free), or NK_EBUSY (and
- * nothing is freed) while handles are still active: stop or close them
- * first.
+ * nothing is freed) while a handle is alive, a fired one-shot timer
+ * included (stop or close them first), or when called from a callback of
+ * this loop.
  */
 NK_API int nk_loop_free(nk_loop *loop);
 
@@ -117,7 +138,8 @@ NK_API int nk_loop_run(nk_loop *loop, nk_run_mode mode);
  *
  * Safe from any thread and from a signal-free context; wakes the loop if it
  * is waiting. A stop requested while the loop is not running makes the next
- * nk_loop_run() return after one iteration.
+ * nk_loop_run() return after one iteration. From another thread, only
+ * before nk_loop_free() is called (see there).
  * @param loop The loop.
  */
 NK_API void nk_loop_stop(nk_loop *loop);
@@ -127,7 +149,8 @@ NK_API void nk_loop_stop(nk_loop *loop);
  *
  * Callbacks posted from one thread run in the order posted, each exactly
  * once, even if the loop is stopped and run again; nk_loop_free() drops
- * those never run.
+ * those never run. From another thread, only before nk_loop_free() is
+ * called (see there).
  * @param loop The loop.
  * @param cb   The callback.
  * @param user Passed to @p cb.
@@ -164,14 +187,23 @@ NK_API void nk_loop_update_time(nk_loop *loop);
  * to handle, for embedding in another program's loop: poll it there, then
  * call nk_loop_run(loop, NK_RUN_NOWAIT). Also wait no longer than
  * nk_loop_timeout() so timers fire on time.
+ *
+ * The fd stays the same for the loop's life, except in one case of misuse
+ * (a watched fd closed before its watcher was stopped, while a dup keeps
+ * its file open) met with no descriptor to spare: the loop then replaces
+ * it, or, if even that fails, has none and its runs fail with -EBADF.
  * @param loop The loop.
- * @return The fd (owned by the loop; do not close it), or NK_ENOTSUP with
- * the poll backend, which has no such descriptor.
+ * @return The fd (owned by the loop; do not close it), NK_ENOTSUP with
+ * the poll backend, which has no such descriptor, or -EBADF in the case
+ * above.
  */
 NK_API int nk_loop_fd(const nk_loop *loop);
 
 /**
- * @brief How long the loop may wait before it has timed work.
+ * @brief How long the loop may wait before it has timed work, from now.
+ *
+ * Reads the clock: the answer counts the time spent outside nk_loop_run()
+ * since its last iteration (nk_loop_now() is not changed).
  * @param loop The loop.
  * @return Milliseconds until the loop has timed work: 0 if it has work
  * now, -1 if it waits for fd events only.
@@ -196,7 +228,11 @@ NK_API void nk_loop_get_stats(const nk_loop *loop, nk_loop_stats *out);
  * @brief Watch @p fd for @p events (NK_READ | NK_WRITE; 0 is allowed and
  * watches nothing until nk_io_set()).
  *
- * The caller keeps owning the fd: stop the watcher before closing it.
+ * The caller keeps owning the fd: stop the watcher before closing it. If
+ * it is closed first anyway, the poll backend tells the watcher once (as
+ * its watched bits: the next read or write fails with EBADF) and then skips
+ * the fd until nk_io_set(); with either backend nothing of the watcher
+ * remains once it is stopped, even if a dup keeps the file open.
  * @param loop   The loop.
  * @param fd     The file descriptor to watch.
  * @param events NK_READ and/or NK_WRITE, or 0.
@@ -271,7 +307,8 @@ NK_API int nk_timer_restart(nk_timer *timer, uint64_t timeout_ms,
 
 /**
  * @brief Stop and free the timer. Safe from any callback, the timer's own
- * included. A one-shot timer that fired is not freed by firing: stop it.
+ * included. A one-shot timer that fired is not freed by firing: stop it
+ * (until then nk_loop_free() returns NK_EBUSY), or re-arm it.
  * NULL is ignored.
  * @param timer The timer.
  */
