@@ -165,12 +165,6 @@ void nk__io_stop(nk_io *io)
     loop->ios--;
 }
 
-void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events)
-{
-    (void)loop;
-    nk__io_dispatch(io, events);
-}
-
 int nk_io_start(nk_loop *loop, int fd, unsigned events, nk_io_cb cb,
                 void *user, nk_io **out)
 {

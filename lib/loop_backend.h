@@ -37,13 +37,11 @@ int nk__backend_fd(const struct nk_backend *b);
  * as usual. */
 #define NK__IO_MUTED 0x100u
 
-/* Implemented by loop.c: deliver events to io unless it was stopped. */
-void nk__loop_dispatch_io(nk_loop *loop, nk_io *io, unsigned events);
 /* Implemented by loop.c: read the clock into the loop's time. */
 void nk__loop_read_clock(nk_loop *loop);
 
-/* What nk__loop_dispatch_io() does, for the backends' dispatch loops:
- * interest may have shrunk since the events were fetched. */
+/* Delivers fetched events to io, for the backends' dispatch loops: only
+ * those still watched, since interest may have shrunk since the fetch. */
 static inline void nk__io_dispatch(nk_io *io, unsigned events)
 {
     events &= io->events;

@@ -67,10 +67,8 @@ struct nk_loop {
 /* loop_timer.c */
 /* Fires the due timers; returns how many fired. */
 size_t nk__timers_run(nk_loop *loop);
-/* The earliest deadline, or UINT64_MAX with no timer. */
-uint64_t nk__timers_next(const nk_loop *loop);
-
-/* nk__timers_next() inline, for the per-iteration checks. */
+/* The earliest deadline, or UINT64_MAX with no timer (inline: read on
+ * every iteration). */
 static inline uint64_t nk__timers_first(const nk_loop *loop)
 {
     const struct nk__heap_node *n = loop->heap_min;

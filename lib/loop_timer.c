@@ -195,11 +195,6 @@ void nk__timer_stop(nk_timer *t)
     t->heap_index = SIZE_MAX;
 }
 
-uint64_t nk__timers_next(const nk_loop *loop)
-{
-    return loop->heap_min ? TIMER_OF(loop->heap_min)->deadline : UINT64_MAX;
-}
-
 /* Fires the due timers in (deadline, seq) order. A timer started or
  * re-armed during this pass has seq >= limit and waits for the next
  * iteration, so a timer re-armed at 0 cannot keep the loop from polling. */
