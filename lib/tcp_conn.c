@@ -10,8 +10,12 @@
  * the bytes read go straight to on_data. */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "alloc.h"
 #include "compiler.h"
@@ -28,6 +32,7 @@ enum {
     C_CLOSING = 1u << 5,    /* graceful close: flushing, then draining */
     C_DRAINING = 1u << 6,   /* flushed and shut: discarding until EOF */
     C_DEAD = 1u << 7,       /* fd closed, on_close pending */
+    C_HELD = 1u << 8,       /* rbuf holds messages read before a pause */
 };
 
 /* Incomplete message carried between reads; freed when empty. */
@@ -44,7 +49,7 @@ struct wq {
 
 struct nk_tcp_conn {
     nk_io io;
-    nk_timer timer;          /* idle timeout, then linger while draining */
+    nk_timer timer;          /* idle timeout; linger once closing */
     struct nk__tcp_cfg *cfg;
     void *user;
     nk_tcp_conn *prev, *next;/* cfg->live; next also links cfg->closed */
@@ -133,8 +138,13 @@ static void cfg_task(nk_loop *loop, void *arg)
         nk__free(c);
         cfg->allocated--;
     }
-    if (cfg->dying && cfg->allocated == 0 && cfg->release)
+    if (cfg->dying && cfg->allocated == 0 && cfg->release) {
+        /* An on_close above may have freed the owner (a server freed when
+         * its last client leaves), queueing this task again: it must not
+         * run on the freed block. */
+        nk__loop_cancel_task(cfg->loop, &cfg->task);
         cfg->release(cfg);
+    }
 }
 
 /* The one place a connection ends: stop its watchers, close the fd, and
@@ -174,6 +184,54 @@ NK__COLD static void conn_finish(nk_tcp_conn *c, int reason)
     nk__loop_defer_task(cfg->loop, &cfg->task, cfg_task, cfg);
 }
 
+/* Make the coming close() send a RST and free the socket's buffers at once,
+ * instead of leaving unsent bytes to the kernel. */
+static void reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Does the socket still hold bytes the peer has not acknowledged? */
+static bool unacked(const nk_tcp_conn *c)
+{
+#ifdef SIOCOUTQ
+    int n = 0;
+    return ioctl(c->io.fd, SIOCOUTQ, &n) == 0 && n > 0;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
+/* End a connection whose data may not all have been sent: reset it and
+ * report NK_EDROPPED if some was still waiting, else close with @reason. */
+NK__COLD static void finish_or_drop(nk_tcp_conn *c, int reason, bool check_kernel)
+{
+    if (queued(c) || (check_kernel && unacked(c))) {
+        reset_on_close(c->io.fd);
+        reason = NK_EDROPPED;
+    }
+    conn_finish(c, reason);
+}
+
+/* Start a graceful close. It is bounded from this moment, whatever the
+ * peer does: the flush and the wait for the peer's EOF share one deadline,
+ * linger_ms (conn_timer ends it), so a peer that never reads cannot keep
+ * the connection and its queue forever. */
+static void start_closing(nk_tcp_conn *c, int reason)
+{
+    c->flags |= C_CLOSING;
+    c->flags &= ~(unsigned)C_HELD; /* no message is delivered any more */
+    c->reason = reason;
+    uint64_t linger = c->cfg->opts.linger_ms;
+    if (linger == 0 && queued(c)) {
+        finish_or_drop(c, reason, false);
+        return;
+    }
+    nk__timer_start(&c->timer, linger, 0);
+}
+
 /* Everything queued is sent: finish a half-close or a graceful close. */
 static void after_flush(nk_tcp_conn *c)
 {
@@ -197,9 +255,8 @@ static void after_flush(nk_tcp_conn *c)
         }
         /* Closing with unread input would send a RST, and a RST can make
          * the peer drop the tail it has not read yet: read and discard
-         * until its EOF, for linger_ms at most. */
+         * until its EOF, within the linger deadline set at the close. */
         c->flags |= C_DRAINING;
-        nk__timer_start(&c->timer, c->cfg->opts.linger_ms, 0);
         return;
     }
     if ((c->flags & (C_EOF | C_WR_SHUT)) == (C_EOF | C_WR_SHUT))
@@ -253,11 +310,11 @@ static int enqueue(nk_tcp_conn *c, const uint8_t *p, size_t n)
     }
     if (!q || q->cap - q->len < n) {
         size_t have = q ? q->len : 0;
+        if (n > SIZE_MAX - sizeof *q - have)
+            return -ENOMEM; /* checked before any sum can wrap */
         size_t cap = q ? q->cap * 2 : 4096;
-        if (cap < have + n)
+        if (cap < have + n || cap > SIZE_MAX - sizeof *q)
             cap = have + n;
-        if (cap < have || cap > SIZE_MAX - sizeof *q)
-            return -ENOMEM;
         struct wq *nq = nk__realloc(q, sizeof *q + cap);
         if (!nq)
             return -ENOMEM;
@@ -314,7 +371,9 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
 
 int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
 {
-    if (!c || (!data && len))
+    /* No object is larger than PTRDIFF_MAX: such a length is a caller's
+     * error, and queueing it would overflow the queue's size. */
+    if (!c || (!data && len) || len > PTRDIFF_MAX)
         return NK_EINVAL;
     if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED | C_WR_SHUT))
         return NK_ECLOSED;
@@ -375,8 +434,10 @@ static int rbuf_append(nk_tcp_conn *c, const uint8_t *p, size_t n)
     struct rbuf *b = c->rbuf;
     size_t have = b ? b->len : 0;
     if (!b || b->cap - b->len < n) {
+        if (n > SIZE_MAX - sizeof *b - have)
+            return -ENOMEM;
         size_t cap = b ? b->cap * 2 : 256;
-        if (cap < have + n)
+        if (cap < have + n || cap > SIZE_MAX - sizeof *b)
             cap = have + n;
         struct rbuf *nb = nk__realloc(b, sizeof *nb + cap);
         if (!nb)
@@ -396,10 +457,35 @@ static bool delivering(const nk_tcp_conn *c)
     return !(c->flags & (C_DEAD | C_CLOSING));
 }
 
+static void deliver_held(nk_tcp_conn *c);
+
+/* Reading was paused from on_data: keep the @left bytes not yet delivered
+ * (the read buffer is shared and reused) until reading resumes. */
+NK__COLD static void hold(nk_tcp_conn *c, const uint8_t *p, size_t left)
+{
+    if (!left)
+        return;
+    int r = rbuf_append(c, p, left);
+    if (r) {
+        conn_finish(c, r);
+        return;
+    }
+    c->flags |= C_HELD;
+}
+
 NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
 {
     const nk_tcp_conn_opts *o = &c->cfg->opts;
     nk_frame_msg m;
+    if (c->flags & C_HELD) {
+        /* Messages held at a pause go first: these bytes follow them. */
+        int r = rbuf_append(c, p, left);
+        if (r)
+            conn_finish(c, r);
+        else
+            deliver_held(c);
+        return;
+    }
     /* First complete the message left over from earlier reads. */
     while (c->rbuf && left) {
         size_t n = bytes_to_append(c, p, left);
@@ -426,6 +512,10 @@ NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
         nk__free(b);
         if (!delivering(c))
             return;
+        if (c->flags & C_PAUSED_APP) {
+            hold(c, p, left);
+            return;
+        }
     }
     /* Then decode in place; only a trailing partial message is copied. */
     while (left) {
@@ -442,16 +532,44 @@ NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
         }
         if (o->on_data)
             o->on_data(c, m.data, m.len, c->user);
-        if (!delivering(c))
-            return;
         p += used;
         left -= (size_t)used;
+        if (!delivering(c))
+            return;
+        if (c->flags & C_PAUSED_APP) {
+            hold(c, p, left);
+            return;
+        }
     }
+}
+
+static void peer_eof(nk_tcp_conn *c);
+
+/* Deliver the messages held at a pause (in order, until the next pause),
+ * then the peer's EOF if it came meanwhile. */
+NK__COLD static void deliver_held(nk_tcp_conn *c)
+{
+    struct rbuf *b = c->rbuf;
+    c->rbuf = NULL;
+    c->flags &= ~(unsigned)C_HELD;
+    deliver(c, b->data, b->len);
+    nk__free(b);
+    if ((c->flags & (C_HELD | C_EOF | C_DEAD | C_CLOSING)) == C_EOF)
+        peer_eof(c);
 }
 
 NK__COLD static void on_peer_eof(nk_tcp_conn *c)
 {
     c->flags |= C_EOF;
+    if (c->flags & C_HELD)
+        deliver_held(c); /* the EOF follows the held messages */
+    else
+        peer_eof(c);
+}
+
+/* The peer's EOF, once every message before it was delivered. */
+NK__COLD static void peer_eof(nk_tcp_conn *c)
+{
     if (c->flags & C_CLOSING) {
         if (c->flags & C_DRAINING)
             conn_finish(c, c->reason);
@@ -468,12 +586,12 @@ NK__COLD static void on_peer_eof(nk_tcp_conn *c)
             conn_finish(c, NK_EOF);
         return;
     }
-    /* The peer's EOF while we still write is not an error: send the rest,
-     * then close with NK_EOF. */
-    c->flags |= C_CLOSING;
-    c->reason = NK_EOF;
+    /* The peer's EOF while we still write is not an error: send the rest
+     * (within linger_ms), then close with NK_EOF. */
     if (!queued(c))
         conn_finish(c, NK_EOF);
+    else
+        start_closing(c, NK_EOF);
 }
 
 /* Not a read result (those are byte counts or -errno): do_read() reads
@@ -561,11 +679,21 @@ static void conn_timer(nk_timer *t, void *arg)
 {
     (void)t;
     nk_tcp_conn *c = arg;
-    if (c->flags & C_DRAINING) {
-        conn_finish(c, c->reason); /* linger over */
+    if (c->flags & C_CLOSING) {
+        /* Linger over: what the peer has not taken is dropped. */
+        finish_or_drop(c, c->reason, true);
         return;
     }
-    /* Still flushing a graceful close: the idle limit bounds that too. */
+    if ((c->flags & (C_HELD | C_PAUSED_APP)) == C_HELD) {
+        /* Resumed with messages held: deliver them now, without waiting
+         * for the peer to send more. */
+        deliver_held(c);
+        if ((c->flags & (C_DEAD | C_CLOSING)) || nk__timer_active(&c->timer))
+            return;
+        update_interest(c);
+    }
+    if (!c->cfg->opts.idle_timeout_ms)
+        return;
     /* Lazy idle timer: activity only stamps last_active; the timer is
      * re-armed here for the time left, not on every message. */
     uint64_t limit = c->cfg->opts.idle_timeout_ms;
@@ -630,7 +758,7 @@ nk_tcp_conn *nk__tcp_conn_new(struct nk__tcp_cfg *cfg, int fd, int *err)
 void nk__tcp_cfg_close_all(struct nk__tcp_cfg *cfg)
 {
     while (cfg->live)
-        conn_finish(cfg->live, 0);
+        finish_or_drop(cfg->live, 0, false);
 }
 
 void nk__tcp_cfg_retire(struct nk__tcp_cfg *cfg)
@@ -659,8 +787,9 @@ void nk_tcp_conn_close(nk_tcp_conn *c)
 {
     if (!c || (c->flags & (C_DEAD | C_CLOSING)))
         return;
-    c->flags |= C_CLOSING;
-    c->reason = 0;
+    start_closing(c, 0);
+    if (c->flags & C_DEAD)
+        return;
     if (!queued(c))
         after_flush(c);
     update_interest(c);
@@ -670,9 +799,8 @@ void nk_tcp_conn_abort(nk_tcp_conn *c)
 {
     if (!c || (c->flags & C_DEAD))
         return;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    conn_finish(c, 0);
+    reset_on_close(c->io.fd);
+    conn_finish(c, queued(c) ? NK_EDROPPED : 0);
 }
 
 int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
@@ -681,10 +809,15 @@ int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
         return NK_EINVAL;
     if (c->flags & (C_DEAD | C_CLOSING))
         return NK_ECLOSED;
-    if (on)
+    if (on) {
         c->flags &= ~(unsigned)C_PAUSED_APP;
-    else
+        /* Messages held at the pause come first, from the loop (never
+         * from inside this call): the timer fires on the next iteration. */
+        if (c->flags & C_HELD)
+            nk__timer_start(&c->timer, 0, 0);
+    } else {
         c->flags |= C_PAUSED_APP;
+    }
     update_interest(c);
     return 0;
 }
