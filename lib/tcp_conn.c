@@ -206,7 +206,8 @@ static bool unacked(const nk_tcp_conn *c)
 
 /* End a connection whose data may not all have been sent: reset it and
  * report NK_EDROPPED if some was still waiting, else close with @reason. */
-NK__COLD static void finish_or_drop(nk_tcp_conn *c, int reason, bool check_kernel)
+NK__COLD static void finish_or_drop(nk_tcp_conn *c, int reason,
+                                    bool check_kernel)
 {
     if (queued(c) || (check_kernel && unacked(c))) {
         reset_on_close(c->io.fd);
