@@ -32,7 +32,7 @@ enum {
     C_CLOSING = 1u << 5,    /* graceful close: flushing, then draining */
     C_DRAINING = 1u << 6,   /* flushed and shut: discarding until EOF */
     C_DEAD = 1u << 7,       /* fd closed, on_close pending */
-    C_HELD = 1u << 8,       /* rbuf holds messages read before a pause */
+    C_HELD = 1u << 8,       /* messages or the EOF read before a pause */
 };
 
 /* Incomplete message carried between reads; freed when empty. */
@@ -547,15 +547,22 @@ NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
 static void peer_eof(nk_tcp_conn *c);
 
 /* Deliver the messages held at a pause (in order, until the next pause),
- * then the peer's EOF if it came meanwhile. */
+ * then the peer's EOF if it came meanwhile: that too waits while paused
+ * (held with no message left). */
 NK__COLD static void deliver_held(nk_tcp_conn *c)
 {
     struct rbuf *b = c->rbuf;
     c->rbuf = NULL;
     c->flags &= ~(unsigned)C_HELD;
-    deliver(c, b->data, b->len);
-    nk__free(b);
-    if ((c->flags & (C_HELD | C_EOF | C_DEAD | C_CLOSING)) == C_EOF)
+    if (b) {
+        deliver(c, b->data, b->len);
+        nk__free(b);
+    }
+    if ((c->flags & (C_HELD | C_EOF | C_DEAD | C_CLOSING)) != C_EOF)
+        return;
+    if (c->flags & C_PAUSED_APP)
+        c->flags |= C_HELD;
+    else
         peer_eof(c);
 }
 

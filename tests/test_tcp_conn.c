@@ -468,10 +468,13 @@ static void test_set_reading_pauses_and_resumes_delivery(void **state)
 
 /* F3: reading paused from inside on_data, with several messages in one
  * read. Each message pauses; while paused nothing is delivered; each resume
- * delivers the next held message although the peer sends nothing more;
- * then a second write and the peer's EOF follow, in order. */
+ * delivers the next message, held or not, in order, then the peer's EOF.
+ * Resumed from outside the loop, the held messages come from the loop's
+ * timer phase; resumed from a timer, the socket is read first (more bytes,
+ * then the EOF, arrive while messages are held). */
 struct pz {
     struct srv_state st;
+    bool from_timer;
     nk_tcp_conn *conn;
     uint8_t got[256];
     size_t got_len;
@@ -518,6 +521,13 @@ static bool pz_next_or_closed(void *arg)
     return g->z->msgs > g->had || g->z->st.closes > 0;
 }
 
+static void pz_timer_resume(nk_timer *t, void *user)
+{
+    struct pz *z = user;
+    assert_int_equal(nk_tcp_conn_set_reading(z->conn, true), 0);
+    nk_timer_stop(t);
+}
+
 /* Run a few iterations: nothing may come while paused; then resume and
  * wait for the next message (or the close after the last one). */
 static void pz_resume_next(struct pz *z)
@@ -528,7 +538,13 @@ static void pz_resume_next(struct pz *z)
     assert_int_equal(z->msgs, g.had);
     assert_int_equal(z->st.closes, 0);
     z->paused = false;
-    assert_int_equal(nk_tcp_conn_set_reading(z->conn, true), 0);
+    if (z->from_timer) {
+        nk_timer *t;
+        assert_int_equal(nk_timer_start(z->st.loop, 0, 0, pz_timer_resume, z,
+                                        &t), 0);
+    } else {
+        assert_int_equal(nk_tcp_conn_set_reading(z->conn, true), 0);
+    }
     assert_int_equal(nkt_run_until(z->st.loop, pz_next_or_closed, &g, 100000,
                                    5000, NULL), 0);
 }
@@ -551,12 +567,13 @@ static size_t pz_encode(nk_frame_kind kind, const char *const *msgs,
     return at;
 }
 
-static void pause_inside_on_data(nk_frame_kind kind)
+static void pause_inside_on_data(nk_frame_kind kind, bool from_timer)
 {
     static const char *const first[] = {"m0", "m1", "m2", "m3", "m4"};
     static const char *const second[] = {"m5", "m6"};
     struct pz z;
     memset(&z, 0, sizeof z);
+    z.from_timer = from_timer;
     nk_tcp_server_opts o = echo_opts(&z.st);
     o.on_open = pz_open;
     o.conn.on_data = pz_data;
@@ -575,11 +592,8 @@ static void pause_inside_on_data(nk_frame_kind kind)
     /* Some messages and the start of one more, in one write. */
     assert_int_equal(nkt_send_all(fd, out, n1 + 1), 0);
     run_until_count(z.st.loop, &z.msgs, 1, 5000);
-    /* Payload bytes of the first write, the partial one excluded. */
-    size_t first_payload = kind == NK_FRAME_RAW ? n1 + 1 : 10;
-    while (z.got_len - (size_t)z.msgs < first_payload && z.msgs < 40)
-        pz_resume_next(&z);
-    /* The rest and the EOF; each message still waits for its resume. */
+    /* Paused after the first message: the rest and the EOF arrive while
+     * the others are held; each message still waits for its resume. */
     assert_int_equal(nkt_send_all(fd, out + n1 + 1, n2 - 1), 0);
     assert_int_equal(nkt_shutdown_wr(fd), 0);
     while (z.st.closes == 0 && z.msgs < 40)
@@ -601,10 +615,10 @@ static void pause_inside_on_data(nk_frame_kind kind)
         assert_int_equal(z.got_len, strlen("m0|m1|m2|m3|m4|m5|m6|"));
         assert_memory_equal(z.got, "m0|m1|m2|m3|m4|m5|m6|", z.got_len);
     }
-    print_message("%s: %d messages, one per resume, none while paused\n",
-                  kind == NK_FRAME_RAW ? "raw" : kind == NK_FRAME_LINE
-                                                     ? "line" : "length32",
-                  z.msgs);
+    print_message("%s, resumed %s: %d messages, one per resume, none while "
+                  "paused\n", kind == NK_FRAME_RAW ? "raw"
+                               : kind == NK_FRAME_LINE ? "line" : "length32",
+                  from_timer ? "from a timer" : "outside the loop", z.msgs);
     close(fd);
     srv_finish(&z.st);
 }
@@ -612,9 +626,11 @@ static void pause_inside_on_data(nk_frame_kind kind)
 static void test_pause_inside_on_data_keeps_rest_until_resume(void **state)
 {
     (void)state;
-    pause_inside_on_data(NK_FRAME_LINE);
-    pause_inside_on_data(NK_FRAME_LENGTH32);
-    pause_inside_on_data(NK_FRAME_RAW);
+    for (int from_timer = 0; from_timer < 2; from_timer++) {
+        pause_inside_on_data(NK_FRAME_LINE, from_timer);
+        pause_inside_on_data(NK_FRAME_LENGTH32, from_timer);
+        pause_inside_on_data(NK_FRAME_RAW, from_timer);
+    }
 }
 
 /* A8 over a real socket: 300 messages of 0..2999 bytes, written in random
