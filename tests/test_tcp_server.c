@@ -300,8 +300,9 @@ static void test_server_freed_from_on_close_of_its_connection(void **state)
     }
 }
 
-/* Freeing the server with data still queued on a connection is not a
- * clean close: that connection reports NK_EDROPPED, an idle one 0. */
+/* Freeing the server (or aborting) with data still queued on a connection
+ * is not a clean close: that connection reports NK_EDROPPED, an idle one
+ * 0. */
 static void dq_open(nk_tcp_conn *c, void *user)
 {
     struct srv_state *st = user;
@@ -319,9 +320,9 @@ static void dq_open(nk_tcp_conn *c, void *user)
     }
 }
 
-static void test_server_free_with_queued_data_reports_dropped(void **state)
+/* @abort_first: abort the full connection before freeing the server. */
+static void queued_data_dropped(bool abort_first)
 {
-    (void)state;
     struct srv_state st = {0};
     nk_tcp_server_opts o = echo_opts(&st);
     o.on_open = dq_open;
@@ -330,23 +331,38 @@ static void test_server_free_with_queued_data_reports_dropped(void **state)
     int full = nkt_tcp_connect(&st.addr);
     assert_true(full >= 0);
     run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *c = st.last_conn;
     nk_tcp_conn_stats cs;
-    nk_tcp_conn_get_stats(st.last_conn, &cs);
+    nk_tcp_conn_get_stats(c, &cs);
     assert_true(cs.queued > 0);
     int idle = nkt_tcp_connect(&st.addr);
     assert_true(idle >= 0);
     run_until_count(st.loop, &st.opens, 2, 5000);
+    if (abort_first) {
+        nk_tcp_conn_abort(c);
+        run_until_count(st.loop, &st.closes, 1, 5000);
+        assert_int_equal(st.reasons[0], NK_EDROPPED);
+        assert_int_equal(srv_stats(&st).closed_local, 1);
+    }
     nk_tcp_server_free(st.srv);
     st.srv = NULL;
     run_until_count(st.loop, &st.closes, 2, 5000);
-    /* Closed in list order, newest first: the idle one, then the full. */
-    assert_int_equal(st.reasons[0], 0);
-    assert_int_equal(st.reasons[1], NK_EDROPPED);
+    /* Freeing closes in list order, newest first: the idle one (nothing
+     * dropped), then the full one unless it was aborted already. */
+    assert_int_equal(st.reasons[abort_first ? 1 : 0], 0);
+    assert_int_equal(st.reasons[abort_first ? 0 : 1], NK_EDROPPED);
     close(full);
     close(idle);
     for (int i = 0; i < 10 && nk_loop_run(st.loop, NK_RUN_NOWAIT); i++)
         ;
     nkt_loop_free_empty(st.loop);
+}
+
+static void test_server_free_with_queued_data_reports_dropped(void **state)
+{
+    (void)state;
+    queued_data_dropped(false);
+    queued_data_dropped(true);
 }
 
 /* Out of fds under a low RLIMIT_NOFILE (in a child): every pending client
