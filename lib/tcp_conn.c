@@ -20,47 +20,7 @@
 #include "alloc.h"
 #include "compiler.h"
 #include "netkit/error.h"
-#include "sock.h"
-#include "tcp_conn.h"
-
-enum {
-    C_PAUSED_WM = 1u << 0,  /* queue above the high watermark */
-    C_PAUSED_APP = 1u << 1, /* nk_tcp_conn_set_reading(false) */
-    C_EOF = 1u << 2,        /* the peer finished sending */
-    C_SHUT_WANTED = 1u << 3,/* shut down writing once the queue is sent */
-    C_WR_SHUT = 1u << 4,    /* writing side shut down */
-    C_CLOSING = 1u << 5,    /* graceful close: flushing, then draining */
-    C_DRAINING = 1u << 6,   /* flushed and shut: discarding until EOF */
-    C_DEAD = 1u << 7,       /* fd closed, on_close pending */
-    C_HELD = 1u << 8,       /* messages or the EOF read before a pause */
-};
-
-/* Incomplete message carried between reads; freed when empty. */
-struct rbuf {
-    size_t len, cap;
-    uint8_t data[];
-};
-
-/* Bytes the socket did not take; allocated only while it holds some. */
-struct wq {
-    size_t head, len, cap; /* pending bytes are data[head, len) */
-    uint8_t data[];
-};
-
-struct nk_tcp_conn {
-    nk_io io;
-    nk_timer timer;          /* idle timeout; linger once closing */
-    struct nk__tcp_cfg *cfg;
-    void *user;
-    nk_tcp_conn *prev, *next;/* cfg->live; next also links cfg->closed */
-    struct rbuf *rbuf;
-    struct wq *wq;
-    uint64_t bytes_in, bytes_out;
-    uint64_t last_active;    /* loop time of the last read or write */
-    size_t peak_queued;
-    unsigned flags;
-    int reason;
-};
+#include "tcp_conn_impl.h"
 
 static void conn_finish(nk_tcp_conn *c, int reason);
 
@@ -90,16 +50,6 @@ static inline void stamp(nk_tcp_conn *c)
         c->last_active = nk__loop_now(c->cfg->loop);
 }
 
-static size_t queued(const nk_tcp_conn *c)
-{
-    return c->wq ? c->wq->len - c->wq->head : 0;
-}
-
-static size_t buffered(const nk_tcp_conn *c)
-{
-    return c->rbuf ? c->rbuf->len : 0;
-}
-
 /* Ask the loop for what the state needs; the loop is told only on change. */
 NK__NOINLINE static void update_interest(nk_tcp_conn *c)
 {
@@ -109,7 +59,7 @@ NK__NOINLINE static void update_interest(nk_tcp_conn *c)
     if (!(c->flags & C_EOF) &&
         ((c->flags & C_CLOSING) || !(c->flags & (C_PAUSED_WM | C_PAUSED_APP))))
         want |= NK_READ;
-    if (queued(c))
+    if (nk__conn_queued(c))
         want |= NK_WRITE;
     if (want != c->io.events) {
         int r = nk__io_set(&c->io, want);
@@ -209,7 +159,7 @@ static bool unacked(const nk_tcp_conn *c)
 NK__COLD static void finish_or_drop(nk_tcp_conn *c, int reason,
                                     bool check_kernel)
 {
-    if (queued(c) || (check_kernel && unacked(c))) {
+    if (nk__conn_queued(c) || (check_kernel && unacked(c))) {
         reset_on_close(c->io.fd);
         reason = NK_EDROPPED;
     }
@@ -226,7 +176,7 @@ static void start_closing(nk_tcp_conn *c, int reason)
     c->flags &= ~(unsigned)C_HELD; /* no message is delivered any more */
     c->reason = reason;
     uint64_t linger = c->cfg->opts.linger_ms;
-    if (linger == 0 && queued(c)) {
+    if (linger == 0 && nk__conn_queued(c)) {
         finish_or_drop(c, reason, false);
         return;
     }
@@ -288,7 +238,8 @@ NK__NOINLINE static void flush(nk_tcp_conn *c)
         nk__free(q);
         c->wq = NULL;
     }
-    if ((c->flags & C_PAUSED_WM) && queued(c) <= c->cfg->opts.low_watermark) {
+    if ((c->flags & C_PAUSED_WM) &&
+        nk__conn_queued(c) <= c->cfg->opts.low_watermark) {
         c->flags &= ~(unsigned)C_PAUSED_WM;
         if (!(c->flags & C_CLOSING) && c->cfg->opts.on_drain) {
             c->cfg->opts.on_drain(c, c->user);
@@ -345,9 +296,10 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
     }
     size_t rest = len - sent;
     if (rest == 0)
-        return queued(c) > c->cfg->opts.high_watermark;
+        return nk__conn_queued(c) > c->cfg->opts.high_watermark;
     size_t max = c->cfg->opts.max_queue;
-    if (max && (queued(c) > max || rest > max - queued(c))) {
+    size_t have = nk__conn_queued(c);
+    if (max && (have > max || rest > max - have)) {
         conn_finish(c, NK_EQUEUE_FULL);
         return NK_EQUEUE_FULL;
     }
@@ -357,7 +309,7 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
             conn_finish(c, r);
         return r;
     }
-    size_t q = queued(c);
+    size_t q = nk__conn_queued(c);
     if (q > c->peak_queued)
         c->peak_queued = q;
     if (q > c->cfg->opts.high_watermark && !(c->flags & C_PAUSED_WM)) {
@@ -590,13 +542,13 @@ NK__COLD static void peer_eof(nk_tcp_conn *c)
     if (c->cfg->opts.on_eof) {
         c->cfg->opts.on_eof(c, c->user);
         if ((c->flags & (C_DEAD | C_CLOSING)) == 0 &&
-            (c->flags & C_WR_SHUT) && !queued(c))
+            (c->flags & C_WR_SHUT) && !nk__conn_queued(c))
             conn_finish(c, NK_EOF);
         return;
     }
     /* The peer's EOF while we still write is not an error: send the rest
      * (within linger_ms), then close with NK_EOF. */
-    if (!queued(c))
+    if (!nk__conn_queued(c))
         conn_finish(c, NK_EOF);
     else
         start_closing(c, NK_EOF);
@@ -784,7 +736,7 @@ int nk_tcp_conn_shutdown(nk_tcp_conn *c)
     if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED))
         return NK_ECLOSED;
     c->flags |= C_SHUT_WANTED;
-    if (!queued(c)) {
+    if (!nk__conn_queued(c)) {
         after_flush(c);
         update_interest(c);
     }
@@ -798,7 +750,7 @@ void nk_tcp_conn_close(nk_tcp_conn *c)
     start_closing(c, 0);
     if (c->flags & C_DEAD)
         return;
-    if (!queued(c))
+    if (!nk__conn_queued(c))
         after_flush(c);
     update_interest(c);
 }
@@ -808,7 +760,7 @@ void nk_tcp_conn_abort(nk_tcp_conn *c)
     if (!c || (c->flags & C_DEAD))
         return;
     reset_on_close(c->io.fd);
-    conn_finish(c, queued(c) ? NK_EDROPPED : 0);
+    conn_finish(c, nk__conn_queued(c) ? NK_EDROPPED : 0);
 }
 
 int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
@@ -828,66 +780,4 @@ int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
     }
     update_interest(c);
     return 0;
-}
-
-void nk_tcp_conn_set_user(nk_tcp_conn *c, void *user)
-{
-    if (c)
-        c->user = user;
-}
-
-void *nk_tcp_conn_user(const nk_tcp_conn *c)
-{
-    return c ? c->user : NULL;
-}
-
-int nk_tcp_conn_peer(const nk_tcp_conn *c, nk_addr *out)
-{
-    if (!c || !out)
-        return NK_EINVAL;
-    if (c->flags & C_DEAD)
-        return NK_ECLOSED;
-    /* While on_open runs, the address accept() gave: a peer that reset
-     * before we accepted has none left to ask getpeername() about. */
-    if (c == c->cfg->opening && c->cfg->opening_peer.len != 0) {
-        *out = c->cfg->opening_peer;
-        return 0;
-    }
-    return nk__sock_peer(c->io.fd, out);
-}
-
-int nk_tcp_conn_local(const nk_tcp_conn *c, nk_addr *out)
-{
-    if (!c || !out)
-        return NK_EINVAL;
-    if (c->flags & C_DEAD)
-        return NK_ECLOSED;
-    return nk__sock_name(c->io.fd, out);
-}
-
-void nk_tcp_conn_get_stats(const nk_tcp_conn *c, nk_tcp_conn_stats *out)
-{
-    if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    if (!c)
-        return;
-    out->bytes_in = c->bytes_in;
-    out->bytes_out = c->bytes_out;
-    out->queued = queued(c);
-    out->peak_queued = c->peak_queued;
-    out->buffered = buffered(c);
-    out->reading_paused = (c->flags & C_PAUSED_WM) != 0;
-}
-
-int nk_tcp_conn_fd(const nk_tcp_conn *c)
-{
-    if (!c)
-        return NK_EINVAL;
-    return (c->flags & C_DEAD) ? NK_ECLOSED : c->io.fd;
-}
-
-nk_loop *nk_tcp_conn_loop(const nk_tcp_conn *c)
-{
-    return c ? c->cfg->loop : NULL;
 }
