@@ -1,9 +1,9 @@
 /* F1 of the reliability matrix for the TCP handles: from inside every
  * callback of every TCP handle (the server's on_open; on_data, on_eof,
  * on_drain and on_close of an accepted and of a client-side connection;
- * a client's on_connect, success and failure), close or free the handle
- * itself, another live connection, the server, a pending connect, or all
- * of them. Each case checks that every connection's on_close comes exactly
+ * a client's on_connect, success and failure), close (or abort) or free
+ * the handle itself, another live connection, the server, a pending
+ * connect, or all of them. Each case checks that every connection's on_close comes exactly
  * once with a sensible reason, that nothing is called after it, that a
  * cancelled connect never reports, and that the loop is empty afterwards.
  * One table, one runner: the cases differ only by their row. */
@@ -36,6 +36,7 @@ enum {
     ACT_SERVER = 4,  /* free the server */
     ACT_PENDING = 8, /* cancel a connect still in progress */
     ACT_ALL = ACT_SELF | ACT_CONN | ACT_SERVER | ACT_PENDING,
+    ACT_ABORT = 16,  /* with ACT_SELF: abort instead of a graceful close */
 };
 
 struct row {
@@ -91,7 +92,9 @@ static void act(struct slot *self, nk_tcp_client *self_client)
     if (W.acts & ACT_SELF) {
         if (self_client)
             nk_tcp_client_cancel(self_client); /* inside its on_connect */
-        if (self && self->conn)
+        if (self && self->conn && (W.acts & ACT_ABORT))
+            nk_tcp_conn_abort(self->conn);
+        else if (self && self->conn)
             nk_tcp_conn_close(self->conn);
     }
     if ((W.acts & ACT_CONN) && W.b->conn)
@@ -458,6 +461,7 @@ static void run_row(void **state)
         const char *name;
     } actions[] = {
         {ACT_SELF, "itself"},
+        {ACT_SELF | ACT_ABORT, "itself (abort)"},
         {ACT_CONN, "another connection"},
         {ACT_SERVER, "the server"},
         {ACT_PENDING, "a pending connect"},
