@@ -195,8 +195,9 @@ typedef struct nk_tcp_server_stats {
  * @param out  Receives the server.
  * @return 0, NK_EINVAL (NULL, empty address, low watermark above the high
  * one, unknown frame kind, read_chunk 0 or over 1 GiB, accept_batch or
- * accept_retry_ms 0, negative backlog, v6only not -1, 0 or 1), -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or
- * another -errno from socket/bind/listen.
+ * accept_retry_ms 0, negative backlog, v6only not -1, 0 or 1),
+ * -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or another -errno from
+ * socket/bind/listen.
  */
 NK_API int nk_tcp_server_start(nk_loop *loop, const nk_addr *addr,
                                const nk_tcp_server_opts *opts,
@@ -326,7 +327,8 @@ NK_API void nk_tcp_conn_abort(nk_tcp_conn *conn);
  * first, in order, after resume; nothing is lost or reordered, and
  * counters add up. Held messages are delivered from the loop after the
  * resume (never from inside this call), even if the peer sends nothing
- * more; a peer's EOF that came meanwhile follows them.
+ * more; a peer's EOF read meanwhile comes after them, and also waits for
+ * the resume.
  * @param conn The connection.
  * @param on   true to read, false to pause.
  * @return 0, NK_EINVAL, NK_ECLOSED.
