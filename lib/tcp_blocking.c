@@ -5,6 +5,7 @@
  * and never stretches its deadline. */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -92,7 +93,7 @@ int nk_tcp_sync_connect(const nk_addr *addr, int timeout_ms, nk_tcp_sync **out)
 int nk_tcp_sync_send_all(nk_tcp_sync *s, const void *buf, size_t len,
                          int timeout_ms)
 {
-    if (!s || (!buf && len))
+    if (!s || (!buf && len) || len > PTRDIFF_MAX)
         return NK_EINVAL;
     int64_t deadline = deadline_of(timeout_ms);
     const uint8_t *p = buf;
@@ -150,7 +151,7 @@ int nk_tcp_sync_recv(nk_tcp_sync *s, void *buf, size_t cap, int timeout_ms)
 int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
                            int timeout_ms)
 {
-    if (!s || (!buf && len))
+    if (!s || (!buf && len) || len > PTRDIFF_MAX)
         return NK_EINVAL;
     int64_t deadline = deadline_of(timeout_ms);
     uint8_t *p = buf;

@@ -116,7 +116,8 @@ int nk_tcp_client_connect(nk_loop *loop, const nk_addr *addr,
                           const nk_tcp_client_opts *opts, nk_tcp_client **out)
 {
     if (!loop || !addr || !opts || !opts->on_connect || addr->len == 0 ||
-        opts->read_chunk == 0 || nk__tcp_conn_opts_check(&opts->conn))
+        opts->read_chunk == 0 || opts->read_chunk > NK__TCP_READ_CHUNK_MAX ||
+        nk__tcp_conn_opts_check(&opts->conn))
         return NK_EINVAL;
     nk_tcp_client *cl = nk__calloc(1, sizeof *cl);
     if (!cl)

@@ -10,52 +10,17 @@
  * the bytes read go straight to on_data. */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "alloc.h"
 #include "compiler.h"
 #include "netkit/error.h"
-#include "sock.h"
-#include "tcp_conn.h"
-
-enum {
-    C_PAUSED_WM = 1u << 0,  /* queue above the high watermark */
-    C_PAUSED_APP = 1u << 1, /* nk_tcp_conn_set_reading(false) */
-    C_EOF = 1u << 2,        /* the peer finished sending */
-    C_SHUT_WANTED = 1u << 3,/* shut down writing once the queue is sent */
-    C_WR_SHUT = 1u << 4,    /* writing side shut down */
-    C_CLOSING = 1u << 5,    /* graceful close: flushing, then draining */
-    C_DRAINING = 1u << 6,   /* flushed and shut: discarding until EOF */
-    C_DEAD = 1u << 7,       /* fd closed, on_close pending */
-};
-
-/* Incomplete message carried between reads; freed when empty. */
-struct rbuf {
-    size_t len, cap;
-    uint8_t data[];
-};
-
-/* Bytes the socket did not take; allocated only while it holds some. */
-struct wq {
-    size_t head, len, cap; /* pending bytes are data[head, len) */
-    uint8_t data[];
-};
-
-struct nk_tcp_conn {
-    nk_io io;
-    nk_timer timer;          /* idle timeout, then linger while draining */
-    struct nk__tcp_cfg *cfg;
-    void *user;
-    nk_tcp_conn *prev, *next;/* cfg->live; next also links cfg->closed */
-    struct rbuf *rbuf;
-    struct wq *wq;
-    uint64_t bytes_in, bytes_out;
-    uint64_t last_active;    /* loop time of the last read or write */
-    size_t peak_queued;
-    unsigned flags;
-    int reason;
-};
+#include "tcp_conn_impl.h"
 
 static void conn_finish(nk_tcp_conn *c, int reason);
 
@@ -85,16 +50,6 @@ static inline void stamp(nk_tcp_conn *c)
         c->last_active = nk__loop_now(c->cfg->loop);
 }
 
-static size_t queued(const nk_tcp_conn *c)
-{
-    return c->wq ? c->wq->len - c->wq->head : 0;
-}
-
-static size_t buffered(const nk_tcp_conn *c)
-{
-    return c->rbuf ? c->rbuf->len : 0;
-}
-
 /* Ask the loop for what the state needs; the loop is told only on change. */
 NK__NOINLINE static void update_interest(nk_tcp_conn *c)
 {
@@ -104,7 +59,7 @@ NK__NOINLINE static void update_interest(nk_tcp_conn *c)
     if (!(c->flags & C_EOF) &&
         ((c->flags & C_CLOSING) || !(c->flags & (C_PAUSED_WM | C_PAUSED_APP))))
         want |= NK_READ;
-    if (queued(c))
+    if (nk__conn_queued(c))
         want |= NK_WRITE;
     if (want != c->io.events) {
         int r = nk__io_set(&c->io, want);
@@ -133,8 +88,13 @@ static void cfg_task(nk_loop *loop, void *arg)
         nk__free(c);
         cfg->allocated--;
     }
-    if (cfg->dying && cfg->allocated == 0 && cfg->release)
+    if (cfg->dying && cfg->allocated == 0 && cfg->release) {
+        /* An on_close above may have freed the owner (a server freed when
+         * its last client leaves), queueing this task again: it must not
+         * run on the freed block. */
+        nk__loop_cancel_task(cfg->loop, &cfg->task);
         cfg->release(cfg);
+    }
 }
 
 /* The one place a connection ends: stop its watchers, close the fd, and
@@ -174,6 +134,55 @@ NK__COLD static void conn_finish(nk_tcp_conn *c, int reason)
     nk__loop_defer_task(cfg->loop, &cfg->task, cfg_task, cfg);
 }
 
+/* Make the coming close() send a RST and free the socket's buffers at once,
+ * instead of leaving unsent bytes to the kernel. */
+static void reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Does the socket still hold bytes the peer has not acknowledged? */
+static bool unacked(const nk_tcp_conn *c)
+{
+#ifdef SIOCOUTQ
+    int n = 0;
+    return ioctl(c->io.fd, SIOCOUTQ, &n) == 0 && n > 0;
+#else
+    (void)c;
+    return false;
+#endif
+}
+
+/* End a connection whose data may not all have been sent: reset it and
+ * report NK_EDROPPED if some was still waiting, else close with @reason. */
+NK__COLD static void finish_or_drop(nk_tcp_conn *c, int reason,
+                                    bool check_kernel)
+{
+    if (nk__conn_queued(c) || (check_kernel && unacked(c))) {
+        reset_on_close(c->io.fd);
+        reason = NK_EDROPPED;
+    }
+    conn_finish(c, reason);
+}
+
+/* Start a graceful close. It is bounded from this moment, whatever the
+ * peer does: the flush and the wait for the peer's EOF share one deadline,
+ * linger_ms (conn_timer ends it), so a peer that never reads cannot keep
+ * the connection and its queue forever. */
+static void start_closing(nk_tcp_conn *c, int reason)
+{
+    c->flags |= C_CLOSING;
+    c->flags &= ~(unsigned)C_HELD; /* no message is delivered any more */
+    c->reason = reason;
+    uint64_t linger = c->cfg->opts.linger_ms;
+    if (linger == 0 && nk__conn_queued(c)) {
+        finish_or_drop(c, reason, false);
+        return;
+    }
+    nk__timer_start(&c->timer, linger, 0);
+}
+
 /* Everything queued is sent: finish a half-close or a graceful close. */
 static void after_flush(nk_tcp_conn *c)
 {
@@ -197,9 +206,8 @@ static void after_flush(nk_tcp_conn *c)
         }
         /* Closing with unread input would send a RST, and a RST can make
          * the peer drop the tail it has not read yet: read and discard
-         * until its EOF, for linger_ms at most. */
+         * until its EOF, within the linger deadline set at the close. */
         c->flags |= C_DRAINING;
-        nk__timer_start(&c->timer, c->cfg->opts.linger_ms, 0);
         return;
     }
     if ((c->flags & (C_EOF | C_WR_SHUT)) == (C_EOF | C_WR_SHUT))
@@ -230,7 +238,8 @@ NK__NOINLINE static void flush(nk_tcp_conn *c)
         nk__free(q);
         c->wq = NULL;
     }
-    if ((c->flags & C_PAUSED_WM) && queued(c) <= c->cfg->opts.low_watermark) {
+    if ((c->flags & C_PAUSED_WM) &&
+        nk__conn_queued(c) <= c->cfg->opts.low_watermark) {
         c->flags &= ~(unsigned)C_PAUSED_WM;
         if (!(c->flags & C_CLOSING) && c->cfg->opts.on_drain) {
             c->cfg->opts.on_drain(c, c->user);
@@ -253,11 +262,11 @@ static int enqueue(nk_tcp_conn *c, const uint8_t *p, size_t n)
     }
     if (!q || q->cap - q->len < n) {
         size_t have = q ? q->len : 0;
+        if (n > SIZE_MAX - sizeof *q - have)
+            return -ENOMEM; /* checked before any sum can wrap */
         size_t cap = q ? q->cap * 2 : 4096;
-        if (cap < have + n)
+        if (cap < have + n || cap > SIZE_MAX - sizeof *q)
             cap = have + n;
-        if (cap < have || cap > SIZE_MAX - sizeof *q)
-            return -ENOMEM;
         struct wq *nq = nk__realloc(q, sizeof *q + cap);
         if (!nq)
             return -ENOMEM;
@@ -287,9 +296,10 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
     }
     size_t rest = len - sent;
     if (rest == 0)
-        return queued(c) > c->cfg->opts.high_watermark;
+        return nk__conn_queued(c) > c->cfg->opts.high_watermark;
     size_t max = c->cfg->opts.max_queue;
-    if (max && (queued(c) > max || rest > max - queued(c))) {
+    size_t have = nk__conn_queued(c);
+    if (max && (have > max || rest > max - have)) {
         conn_finish(c, NK_EQUEUE_FULL);
         return NK_EQUEUE_FULL;
     }
@@ -299,7 +309,7 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
             conn_finish(c, r);
         return r;
     }
-    size_t q = queued(c);
+    size_t q = nk__conn_queued(c);
     if (q > c->peak_queued)
         c->peak_queued = q;
     if (q > c->cfg->opts.high_watermark && !(c->flags & C_PAUSED_WM)) {
@@ -314,7 +324,9 @@ NK__COLD static int send_rest(nk_tcp_conn *c, const uint8_t *p, size_t len, ssiz
 
 int nk_tcp_conn_send(nk_tcp_conn *c, const void *data, size_t len)
 {
-    if (!c || (!data && len))
+    /* No object is larger than PTRDIFF_MAX: such a length is a caller's
+     * error, and queueing it would overflow the queue's size. */
+    if (!c || (!data && len) || len > PTRDIFF_MAX)
         return NK_EINVAL;
     if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED | C_WR_SHUT))
         return NK_ECLOSED;
@@ -375,8 +387,10 @@ static int rbuf_append(nk_tcp_conn *c, const uint8_t *p, size_t n)
     struct rbuf *b = c->rbuf;
     size_t have = b ? b->len : 0;
     if (!b || b->cap - b->len < n) {
+        if (n > SIZE_MAX - sizeof *b - have)
+            return -ENOMEM;
         size_t cap = b ? b->cap * 2 : 256;
-        if (cap < have + n)
+        if (cap < have + n || cap > SIZE_MAX - sizeof *b)
             cap = have + n;
         struct rbuf *nb = nk__realloc(b, sizeof *nb + cap);
         if (!nb)
@@ -396,10 +410,35 @@ static bool delivering(const nk_tcp_conn *c)
     return !(c->flags & (C_DEAD | C_CLOSING));
 }
 
+static void deliver_held(nk_tcp_conn *c);
+
+/* Reading was paused from on_data: keep the @left bytes not yet delivered
+ * (the read buffer is shared and reused) until reading resumes. */
+NK__COLD static void hold(nk_tcp_conn *c, const uint8_t *p, size_t left)
+{
+    if (!left)
+        return;
+    int r = rbuf_append(c, p, left);
+    if (r) {
+        conn_finish(c, r);
+        return;
+    }
+    c->flags |= C_HELD;
+}
+
 NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
 {
     const nk_tcp_conn_opts *o = &c->cfg->opts;
     nk_frame_msg m;
+    if (c->flags & C_HELD) {
+        /* Messages held at a pause go first: these bytes follow them. */
+        int r = rbuf_append(c, p, left);
+        if (r)
+            conn_finish(c, r);
+        else
+            deliver_held(c);
+        return;
+    }
     /* First complete the message left over from earlier reads. */
     while (c->rbuf && left) {
         size_t n = bytes_to_append(c, p, left);
@@ -426,6 +465,10 @@ NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
         nk__free(b);
         if (!delivering(c))
             return;
+        if (c->flags & C_PAUSED_APP) {
+            hold(c, p, left);
+            return;
+        }
     }
     /* Then decode in place; only a trailing partial message is copied. */
     while (left) {
@@ -442,16 +485,51 @@ NK__NOINLINE static void deliver(nk_tcp_conn *c, const uint8_t *p, size_t left)
         }
         if (o->on_data)
             o->on_data(c, m.data, m.len, c->user);
-        if (!delivering(c))
-            return;
         p += used;
         left -= (size_t)used;
+        if (!delivering(c))
+            return;
+        if (c->flags & C_PAUSED_APP) {
+            hold(c, p, left);
+            return;
+        }
     }
+}
+
+static void peer_eof(nk_tcp_conn *c);
+
+/* Deliver the messages held at a pause (in order, until the next pause),
+ * then the peer's EOF if it came meanwhile: that too waits while paused
+ * (held with no message left). */
+NK__COLD static void deliver_held(nk_tcp_conn *c)
+{
+    struct rbuf *b = c->rbuf;
+    c->rbuf = NULL;
+    c->flags &= ~(unsigned)C_HELD;
+    if (b) {
+        deliver(c, b->data, b->len);
+        nk__free(b);
+    }
+    if ((c->flags & (C_HELD | C_EOF | C_DEAD | C_CLOSING)) != C_EOF)
+        return;
+    if (c->flags & C_PAUSED_APP)
+        c->flags |= C_HELD;
+    else
+        peer_eof(c);
 }
 
 NK__COLD static void on_peer_eof(nk_tcp_conn *c)
 {
     c->flags |= C_EOF;
+    if (c->flags & C_HELD)
+        deliver_held(c); /* the EOF follows the held messages */
+    else
+        peer_eof(c);
+}
+
+/* The peer's EOF, once every message before it was delivered. */
+NK__COLD static void peer_eof(nk_tcp_conn *c)
+{
     if (c->flags & C_CLOSING) {
         if (c->flags & C_DRAINING)
             conn_finish(c, c->reason);
@@ -464,16 +542,16 @@ NK__COLD static void on_peer_eof(nk_tcp_conn *c)
     if (c->cfg->opts.on_eof) {
         c->cfg->opts.on_eof(c, c->user);
         if ((c->flags & (C_DEAD | C_CLOSING)) == 0 &&
-            (c->flags & C_WR_SHUT) && !queued(c))
+            (c->flags & C_WR_SHUT) && !nk__conn_queued(c))
             conn_finish(c, NK_EOF);
         return;
     }
-    /* The peer's EOF while we still write is not an error: send the rest,
-     * then close with NK_EOF. */
-    c->flags |= C_CLOSING;
-    c->reason = NK_EOF;
-    if (!queued(c))
+    /* The peer's EOF while we still write is not an error: send the rest
+     * (within linger_ms), then close with NK_EOF. */
+    if (!nk__conn_queued(c))
         conn_finish(c, NK_EOF);
+    else
+        start_closing(c, NK_EOF);
 }
 
 /* Not a read result (those are byte counts or -errno): do_read() reads
@@ -561,11 +639,21 @@ static void conn_timer(nk_timer *t, void *arg)
 {
     (void)t;
     nk_tcp_conn *c = arg;
-    if (c->flags & C_DRAINING) {
-        conn_finish(c, c->reason); /* linger over */
+    if (c->flags & C_CLOSING) {
+        /* Linger over: what the peer has not taken is dropped. */
+        finish_or_drop(c, c->reason, true);
         return;
     }
-    /* Still flushing a graceful close: the idle limit bounds that too. */
+    if ((c->flags & (C_HELD | C_PAUSED_APP)) == C_HELD) {
+        /* Resumed with messages held: deliver them now, without waiting
+         * for the peer to send more. */
+        deliver_held(c);
+        if ((c->flags & (C_DEAD | C_CLOSING)) || nk__timer_active(&c->timer))
+            return;
+        update_interest(c);
+    }
+    if (!c->cfg->opts.idle_timeout_ms)
+        return;
     /* Lazy idle timer: activity only stamps last_active; the timer is
      * re-armed here for the time left, not on every message. */
     uint64_t limit = c->cfg->opts.idle_timeout_ms;
@@ -630,7 +718,7 @@ nk_tcp_conn *nk__tcp_conn_new(struct nk__tcp_cfg *cfg, int fd, int *err)
 void nk__tcp_cfg_close_all(struct nk__tcp_cfg *cfg)
 {
     while (cfg->live)
-        conn_finish(cfg->live, 0);
+        finish_or_drop(cfg->live, 0, false);
 }
 
 void nk__tcp_cfg_retire(struct nk__tcp_cfg *cfg)
@@ -648,7 +736,7 @@ int nk_tcp_conn_shutdown(nk_tcp_conn *c)
     if (c->flags & (C_DEAD | C_CLOSING | C_SHUT_WANTED))
         return NK_ECLOSED;
     c->flags |= C_SHUT_WANTED;
-    if (!queued(c)) {
+    if (!nk__conn_queued(c)) {
         after_flush(c);
         update_interest(c);
     }
@@ -659,9 +747,10 @@ void nk_tcp_conn_close(nk_tcp_conn *c)
 {
     if (!c || (c->flags & (C_DEAD | C_CLOSING)))
         return;
-    c->flags |= C_CLOSING;
-    c->reason = 0;
-    if (!queued(c))
+    start_closing(c, 0);
+    if (c->flags & C_DEAD)
+        return;
+    if (!nk__conn_queued(c))
         after_flush(c);
     update_interest(c);
 }
@@ -670,9 +759,8 @@ void nk_tcp_conn_abort(nk_tcp_conn *c)
 {
     if (!c || (c->flags & C_DEAD))
         return;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    conn_finish(c, 0);
+    reset_on_close(c->io.fd);
+    conn_finish(c, nk__conn_queued(c) ? NK_EDROPPED : 0);
 }
 
 int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
@@ -681,72 +769,15 @@ int nk_tcp_conn_set_reading(nk_tcp_conn *c, bool on)
         return NK_EINVAL;
     if (c->flags & (C_DEAD | C_CLOSING))
         return NK_ECLOSED;
-    if (on)
+    if (on) {
         c->flags &= ~(unsigned)C_PAUSED_APP;
-    else
+        /* Messages held at the pause come first, from the loop (never
+         * from inside this call): the timer fires on the next iteration. */
+        if (c->flags & C_HELD)
+            nk__timer_start(&c->timer, 0, 0);
+    } else {
         c->flags |= C_PAUSED_APP;
+    }
     update_interest(c);
     return 0;
-}
-
-void nk_tcp_conn_set_user(nk_tcp_conn *c, void *user)
-{
-    if (c)
-        c->user = user;
-}
-
-void *nk_tcp_conn_user(const nk_tcp_conn *c)
-{
-    return c ? c->user : NULL;
-}
-
-int nk_tcp_conn_peer(const nk_tcp_conn *c, nk_addr *out)
-{
-    if (!c || !out)
-        return NK_EINVAL;
-    if (c->flags & C_DEAD)
-        return NK_ECLOSED;
-    /* While on_open runs, the address accept() gave: a peer that reset
-     * before we accepted has none left to ask getpeername() about. */
-    if (c == c->cfg->opening && c->cfg->opening_peer.len != 0) {
-        *out = c->cfg->opening_peer;
-        return 0;
-    }
-    return nk__sock_peer(c->io.fd, out);
-}
-
-int nk_tcp_conn_local(const nk_tcp_conn *c, nk_addr *out)
-{
-    if (!c || !out)
-        return NK_EINVAL;
-    if (c->flags & C_DEAD)
-        return NK_ECLOSED;
-    return nk__sock_name(c->io.fd, out);
-}
-
-void nk_tcp_conn_get_stats(const nk_tcp_conn *c, nk_tcp_conn_stats *out)
-{
-    if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    if (!c)
-        return;
-    out->bytes_in = c->bytes_in;
-    out->bytes_out = c->bytes_out;
-    out->queued = queued(c);
-    out->peak_queued = c->peak_queued;
-    out->buffered = buffered(c);
-    out->reading_paused = (c->flags & C_PAUSED_WM) != 0;
-}
-
-int nk_tcp_conn_fd(const nk_tcp_conn *c)
-{
-    if (!c)
-        return NK_EINVAL;
-    return (c->flags & C_DEAD) ? NK_ECLOSED : c->io.fd;
-}
-
-nk_loop *nk_tcp_conn_loop(const nk_tcp_conn *c)
-{
-    return c ? c->cfg->loop : NULL;
 }

@@ -50,6 +50,11 @@ struct nk__tcp_cfg {
 /* Set up @cfg (copies @opts; scratch is provided by the caller). */
 void nk__tcp_cfg_init(struct nk__tcp_cfg *cfg, nk_loop *loop,
                       const nk_tcp_conn_opts *opts);
+/* The largest read buffer (read_chunk) a server or client accepts: a
+ * bigger one is a mistake (SIZE_MAX would wrap the allocation's size), not
+ * a need. */
+#define NK__TCP_READ_CHUNK_MAX ((size_t)1 << 30)
+
 /* Check connection options: 0 or NK_EINVAL. */
 int nk__tcp_conn_opts_check(const nk_tcp_conn_opts *opts);
 

@@ -30,7 +30,8 @@ static void count_close(struct nk__tcp_cfg *cfg, int reason)
     nk_tcp_server *s = cfg->owner;
     nk_tcp_server_stats *st = &s->stats;
     switch (reason) {
-    case 0: st->closed_local++; break;
+    case 0:
+    case NK_EDROPPED: st->closed_local++; break;
     case NK_EOF: st->closed_eof++; break;
     case -ECONNRESET:
     case -EPIPE: st->closed_reset++; break;
@@ -137,8 +138,9 @@ int nk_tcp_server_start(nk_loop *loop, const nk_addr *addr,
     if (!loop || !addr || !out || addr->len == 0)
         return NK_EINVAL;
     const nk_tcp_server_opts *o = opts ? opts : &defaults;
-    if (o->read_chunk == 0 || o->accept_batch == 0 || o->backlog < 0 ||
-        nk__tcp_conn_opts_check(&o->conn))
+    if (o->read_chunk == 0 || o->read_chunk > NK__TCP_READ_CHUNK_MAX ||
+        o->accept_batch == 0 || o->backlog < 0 || o->accept_retry_ms == 0 ||
+        o->v6only < -1 || o->v6only > 1 || nk__tcp_conn_opts_check(&o->conn))
         return NK_EINVAL;
     nk_tcp_server *s = nk__calloc(1, sizeof *s);
     if (!s)

@@ -1,17 +1,27 @@
 /* A10 of the reliability matrix, across the whole public API: every
  * function called with NULL handles (and NULL outputs where a handle is not
  * needed) returns its documented code or does nothing; none aborts, prints
- * or crashes. The address parser's own bad inputs are in test_addr.c. */
+ * or crashes. The address parser's own bad inputs are in test_addr.c.
+ * F6: absurd sizes and options (lengths near SIZE_MAX, zero and huge
+ * buffers, negative and huge timeouts) get an error code at the call, with
+ * no overflow and no allocation of the bad size. */
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "nkt_alloc.h"
+#include "nkt_loop.h"
 #include "nkt_main.h"
+#include "nkt_peer.h"
 
 #include "netkit.h"
 
@@ -152,13 +162,276 @@ static void test_a10_udp_and_room_functions_reject_null(void **state)
     assert_true(nk_udp_endpoint_fd(NULL) < 0);
 }
 
+/* ---- F6: TCP sizes and options ---- */
+
+/* One option set to one value: the field is named by its offset and size,
+ * so one table covers fields of every integer type. */
+struct opt_case {
+    const char *name;
+    size_t off, size;
+    int64_t value; /* stored in the field's own type (bool, int, size_t...) */
+    int code;      /* expected from the call */
+};
+
+static void set_field(void *opts, const struct opt_case *k)
+{
+    uint8_t *f = (uint8_t *)opts + k->off;
+    switch (k->size) {
+    case 1: { bool v = k->value != 0; memcpy(f, &v, 1); break; }
+    case 4: { int32_t v = (int32_t)k->value; memcpy(f, &v, 4); break; }
+    case 8: { uint64_t v = (uint64_t)k->value; memcpy(f, &v, 8); break; }
+    default: fail_msg("%s: field of %zu bytes", k->name, k->size);
+    }
+}
+
+#define FIELD(type, f) offsetof(type, f), sizeof(((type *)0)->f)
+#define SRV(f, v, code)                                                       \
+    {"server ." #f " = " #v, FIELD(nk_tcp_server_opts, f), (int64_t)(v), code}
+#define CLI(f, v, code)                                                       \
+    {"client ." #f " = " #v, FIELD(nk_tcp_client_opts, f), (int64_t)(v), code}
+
+static const struct opt_case server_cases[] = {
+    SRV(read_chunk, 0, NK_EINVAL),
+    SRV(read_chunk, SIZE_MAX, NK_EINVAL),
+    SRV(read_chunk, (1u << 30) + 1, NK_EINVAL),
+    SRV(read_chunk, 1, 0),
+    SRV(accept_batch, 0, NK_EINVAL),
+    SRV(accept_batch, UINT_MAX, 0),
+    SRV(backlog, -1, NK_EINVAL),
+    SRV(backlog, INT_MIN, NK_EINVAL),
+    SRV(backlog, INT_MAX, 0),
+    SRV(accept_retry_ms, 0, NK_EINVAL),
+    SRV(accept_retry_ms, UINT64_MAX, 0),
+    SRV(v6only, 2, NK_EINVAL),
+    SRV(v6only, -2, NK_EINVAL),
+    SRV(max_connections, SIZE_MAX, 0),
+    SRV(conn.low_watermark, SIZE_MAX, NK_EINVAL),
+    SRV(conn.high_watermark, 0, NK_EINVAL), /* under the low one */
+    SRV(conn.high_watermark, SIZE_MAX, 0),
+    SRV(conn.max_queue, SIZE_MAX, 0),
+    SRV(conn.frame.kind, 3, NK_EINVAL),
+    SRV(conn.frame.kind, -1, NK_EINVAL),
+    SRV(conn.frame.max_line, SIZE_MAX, 0),
+    SRV(conn.frame.max_line, 0, 0),
+    SRV(conn.frame.max_frame, SIZE_MAX, 0),
+    SRV(conn.idle_timeout_ms, UINT64_MAX, 0),
+    SRV(conn.linger_ms, UINT64_MAX, 0),
+};
+
+static const struct opt_case client_cases[] = {
+    CLI(read_chunk, 0, NK_EINVAL),
+    CLI(read_chunk, SIZE_MAX, NK_EINVAL),
+    CLI(read_chunk, SIZE_MAX - 8, NK_EINVAL),
+    CLI(read_chunk, (1u << 30) + 1, NK_EINVAL),
+    CLI(read_chunk, 1, 0),
+    CLI(connect_timeout_ms, UINT64_MAX, 0),
+    CLI(conn.low_watermark, SIZE_MAX, NK_EINVAL),
+    CLI(conn.frame.kind, 3, NK_EINVAL),
+    CLI(conn.frame.max_frame, SIZE_MAX, 0),
+    CLI(conn.linger_ms, UINT64_MAX, 0),
+};
+
+static void no_connect(nk_tcp_client *cl, nk_tcp_conn *conn, int status,
+                       void *user)
+{
+    (void)cl;
+    (void)conn;
+    (void)status;
+    (void)user;
+    fail_msg("on_connect after a cancel");
+}
+
+/* A rejected call allocates nothing at all; an accepted one never the
+ * absurd size (live bytes stay small). */
+static void check_alloc(const struct opt_case *k, int r, size_t live_before)
+{
+    if (r != k->code)
+        fail_msg("%s: %s, expected %s", k->name, nk_err_name(r),
+                 nk_err_name(k->code));
+    if (r != 0 && nkt_alloc_count() != 0)
+        fail_msg("%s: rejected after %ld allocations", k->name,
+                 nkt_alloc_count());
+    if (nkt_alloc_live_bytes() > live_before + (2u << 20))
+        fail_msg("%s: %zu bytes allocated", k->name,
+                 nkt_alloc_live_bytes() - live_before);
+}
+
+static void test_f6_tcp_server_and_client_options_checked(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    nk_addr any, to;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &any), 0);
+    nk_tcp_server *srv;
+    assert_int_equal(nk_tcp_server_start(loop, &any, NULL, &srv), 0);
+    assert_int_equal(nk_tcp_server_addr(srv, &to), 0);
+    for (size_t i = 0; i < sizeof server_cases / sizeof server_cases[0]; i++) {
+        const struct opt_case *k = &server_cases[i];
+        nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+        set_field(&o, k);
+        nk_tcp_server *s = NULL;
+        size_t live = nkt_alloc_live_bytes();
+        nkt_alloc_reset();
+        int r = nk_tcp_server_start(loop, &any, &o, &s);
+        check_alloc(k, r, live);
+        nk_tcp_server_free(s);
+    }
+    for (size_t i = 0; i < sizeof client_cases / sizeof client_cases[0]; i++) {
+        const struct opt_case *k = &client_cases[i];
+        nk_tcp_client_opts o = NK_TCP_CLIENT_OPTS_INIT;
+        o.on_connect = no_connect;
+        set_field(&o, k);
+        nk_tcp_client *cl = NULL;
+        size_t live = nkt_alloc_live_bytes();
+        nkt_alloc_reset();
+        int r = nk_tcp_client_connect(loop, &to, &o, &cl);
+        check_alloc(k, r, live);
+        nk_tcp_client_cancel(r == 0 ? cl : NULL);
+    }
+    nk_tcp_server_free(srv);
+    for (int i = 0; i < 100 && nk_loop_run(loop, NK_RUN_NOWAIT) != 0; i++)
+        ;
+    nkt_loop_free_empty(loop);
+}
+
+/* nk_tcp_conn_send() with absurd lengths, with the queue empty and with
+ * megabytes queued (where the length is added to the queue's size). */
+static nk_tcp_conn *accepted;
+
+static void keep_conn(nk_tcp_conn *c, void *user)
+{
+    (void)user;
+    accepted = c;
+}
+
+static bool have_conn(void *arg)
+{
+    (void)arg;
+    return accepted != NULL;
+}
+
+static void test_f6_tcp_conn_send_absurd_lengths(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    o.on_open = keep_conn;
+    o.conn.high_watermark = 64u << 20;
+    nk_tcp_server *srv;
+    accepted = NULL;
+    assert_int_equal(nk_tcp_server_start(loop, &a, &o, &srv), 0);
+    assert_int_equal(nk_tcp_server_addr(srv, &a), 0);
+    int peer = nkt_tcp_connect(&a); /* never reads */
+    assert_true(peer >= 0);
+    assert_int_equal(nkt_run_until(loop, have_conn, NULL, 100000, 5000, NULL),
+                     0);
+    static const size_t lens[] = {SIZE_MAX, SIZE_MAX - 4096,
+                                  (size_t)PTRDIFF_MAX + 1};
+    static uint8_t chunk[1 << 20];
+    for (int queued = 0; queued < 2; queued++) {
+        if (queued) /* fill the socket, then the queue */
+            for (int i = 0; i < 8; i++)
+                assert_true(nk_tcp_conn_send(accepted, chunk,
+                                             sizeof chunk) >= 0);
+        nk_tcp_conn_stats before, after;
+        nk_tcp_conn_get_stats(accepted, &before);
+        assert_true(!queued || before.queued > 0);
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            nkt_alloc_reset();
+            assert_int_equal(nk_tcp_conn_send(accepted, chunk, lens[i]),
+                             NK_EINVAL);
+            assert_int_equal(nkt_alloc_count(), 0);
+        }
+        nk_tcp_conn_get_stats(accepted, &after);
+        assert_int_equal(after.queued, before.queued);
+        assert_int_equal(after.bytes_out, before.bytes_out);
+        /* Still usable. */
+        int r = nk_tcp_conn_send(accepted, "ok", 2);
+        assert_true(r == 0 || r == 1);
+    }
+    close(peer);
+    nk_tcp_server_free(srv);
+    for (int i = 0; i < 100 && nk_loop_run(loop, NK_RUN_NOWAIT) != 0; i++)
+        ;
+    nkt_loop_free_empty(loop);
+}
+
+/* The blocking calls under one signature, for the table below. */
+static int sync_send_all(nk_tcp_sync *s, char *buf, size_t len, int ms)
+{
+    return nk_tcp_sync_send_all(s, buf, len, ms);
+}
+
+static int sync_recv_exact(nk_tcp_sync *s, char *buf, size_t len, int ms)
+{
+    return nk_tcp_sync_recv_exact(s, buf, len, ms);
+}
+
+static int sync_recv(nk_tcp_sync *s, char *buf, size_t len, int ms)
+{
+    return nk_tcp_sync_recv(s, buf, len, ms);
+}
+
+/* The blocking client: lengths over PTRDIFF_MAX are refused, a line
+ * buffer size past INT_MAX is clamped (a timeout, not an overflow), zero
+ * sizes are refused, and timeouts at the ends of int behave. */
+static void test_f6_tcp_sync_absurd_sizes_and_timeouts(void **state)
+{
+    (void)state;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    assert_int_equal(bind(l, &a.u.sa, a.len), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(nkt_sock_name(l, &a), 0);
+    nk_tcp_sync *s = NULL;
+    assert_int_equal(nk_tcp_sync_connect(&a, INT_MIN, &s), 0); /* no limit */
+    char buf[16] = {0};
+    nkt_alloc_reset();
+    static const struct {
+        const char *name;
+        int code;
+        int (*call)(nk_tcp_sync *, char *, size_t, int);
+        size_t len;
+        int timeout_ms;
+    } cases[] = {
+        {"send_all SIZE_MAX", NK_EINVAL, sync_send_all, SIZE_MAX, 100},
+        {"send_all PTRDIFF_MAX + 1", NK_EINVAL, sync_send_all,
+         (size_t)PTRDIFF_MAX + 1, 100},
+        {"recv_exact SIZE_MAX", NK_EINVAL, sync_recv_exact, SIZE_MAX, 100},
+        {"recv 0", NK_EINVAL, sync_recv, 0, 0},
+        {"recv_line 0", NK_EINVAL, nk_tcp_sync_recv_line, 0, 0},
+        {"recv_line SIZE_MAX", -ETIMEDOUT, nk_tcp_sync_recv_line, SIZE_MAX,
+         0},
+        {"send_all INT_MAX ms", 0, sync_send_all, 2, INT_MAX},
+        {"recv_exact 0 bytes", 0, sync_recv_exact, 0, INT_MIN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int r = cases[i].call(s, buf, cases[i].len, cases[i].timeout_ms);
+        if (r != cases[i].code)
+            fail_msg("%s: %s, expected %s", cases[i].name, nk_err_name(r),
+                     nk_err_name(cases[i].code));
+    }
+    /* Only recv_line's read-ahead buffer may be allocated, at its size. */
+    assert_true(nkt_alloc_live_bytes() < (64u << 10));
+    nk_tcp_sync_close(s);
+    close(l);
+}
+
 int main(int argc, char **argv)
 {
+    nkt_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a10_addr_and_frame_functions_reject_null),
         cmocka_unit_test(test_a10_loop_functions_reject_null),
         cmocka_unit_test(test_a10_tcp_functions_reject_null),
         cmocka_unit_test(test_a10_udp_and_room_functions_reject_null),
+        cmocka_unit_test(test_f6_tcp_server_and_client_options_checked),
+        cmocka_unit_test(test_f6_tcp_conn_send_absurd_lengths),
+        cmocka_unit_test(test_f6_tcp_sync_absurd_sizes_and_timeouts),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

@@ -3,7 +3,8 @@
  * default disposition), A4 huge length prefixes, A6 an over-long line with
  * bounded buffering, D1 a client that never reads while others are served,
  * with and without the hard queue cap, B9 64 MiB through the blocking
- * client and a loop under a 50 us signal storm. Raw POSIX peers, loopback
+ * client and a loop under a 50 us signal storm, F2 a graceful close to a
+ * peer that never reads, bounded by linger_ms. Raw POSIX peers, loopback
  * only. */
 #include "test_tcp_util.h"
 
@@ -780,6 +781,106 @@ static void test_b9_signal_storm_blocking_64mib_and_loop_exact(void **state)
     assert_int_equal(nk_loop_free(s.loop), 0);
 }
 
+/* ---- F2: a graceful close is bounded from the close call ---- */
+
+enum f2_peer {
+    F2_SILENT, /* never reads, sends nothing */
+    F2_SENDS,  /* never reads, keeps sending */
+};
+
+struct f2 {
+    struct srv_state st;
+    size_t queued_at_close;
+};
+
+static void f2_close(nk_tcp_conn *c, int reason, void *user)
+{
+    struct f2 *f = (struct f2 *)user;
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    f->queued_at_close = cs.queued;
+    st_close(c, reason, &f->st);
+}
+
+/* 8 MiB queued to a peer that never reads, then a graceful close: on_close
+ * comes within linger_ms of the close call with NK_EDROPPED, and the
+ * queue's memory is released. */
+static void f2_case(enum f2_peer peer, uint64_t linger)
+{
+    struct f2 f;
+    memset(&f, 0, sizeof f);
+    nk_tcp_server_opts o = echo_opts(&f.st);
+    f.st.echo = false;
+    o.conn.on_close = f2_close;
+    o.conn.user = &f;
+    o.conn.linger_ms = linger;
+    o.conn.high_watermark = 16u << 20;
+    srv_start(&f.st, &o);
+    int fd = nkt_tcp_connect(&f.st.addr);
+    assert_true(fd >= 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    run_until_count(f.st.loop, &f.st.opens, 1, 5000);
+    nk_tcp_conn *c = f.st.last_conn;
+    size_t live_before = nkt_alloc_live_bytes();
+    static uint8_t chunk[1 << 20];
+    memset(chunk, 'f', sizeof chunk);
+    for (int i = 0; i < 8; i++) {
+        int r = nk_tcp_conn_send(c, chunk, sizeof chunk);
+        assert_true(r == 0 || r == 1);
+    }
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    assert_true(cs.queued >= (1u << 20));
+    uint64_t t0 = nkt_now_ms();
+    nk_tcp_conn_close(c);
+    size_t peer_sent = 0;
+    if (peer == F2_SILENT) {
+        struct count_goal g = {&f.st.closes, 1};
+        (void)nkt_run_until(f.st.loop, reached, &g, 1000000, linger + 5000,
+                            NULL);
+    }
+    while (peer == F2_SENDS && f.st.closes == 0 &&
+           nkt_now_ms() - t0 < linger + 5000) {
+        ssize_t w = send(fd, chunk, 16384, MSG_NOSIGNAL);
+        if (w > 0)
+            peer_sent += (size_t)w;
+        nk_loop_run(f.st.loop, NK_RUN_NOWAIT);
+    }
+    uint64_t took = nkt_now_ms() - t0;
+    print_message("F2 %s, linger %llu ms: on_close %s after %llu ms "
+                  "(peer sent %zu bytes meanwhile)\n",
+                  peer == F2_SENDS ? "sending peer" : "silent peer",
+                  (unsigned long long)linger, nk_err_name(f.st.last_reason),
+                  (unsigned long long)took, peer_sent);
+    assert_int_equal(f.st.closes, 1);
+    assert_int_equal(f.st.reasons[0], NK_EDROPPED);
+    assert_true(took + 1 >= linger);
+    assert_true(took < linger + 3000);
+    assert_int_equal(f.queued_at_close, 0);
+    assert_true(nkt_alloc_live_bytes() <= live_before + 1024);
+    assert_int_equal(srv_stats(&f.st).closed_local, 1);
+    close(fd);
+    srv_finish(&f.st);
+}
+
+static void test_f2_close_to_never_reading_peer_bounded_by_linger(void **state)
+{
+    (void)state;
+    /* The default is finite: a close cannot wait forever by default. */
+    nk_tcp_conn_opts d = NK_TCP_CONN_OPTS_INIT;
+    assert_true(d.linger_ms > 0 && d.linger_ms <= 60000);
+    static const struct {
+        enum f2_peer peer;
+        uint64_t linger_ms;
+    } cases[] = {
+        {F2_SILENT, 300},
+        {F2_SENDS, 300},
+        {F2_SILENT, 0}, /* 0: no wait at all, the queue is dropped */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        f2_case(cases[i].peer, cases[i].linger_ms);
+}
+
 int main(int argc, char **argv)
 {
     nkt_alloc_install();
@@ -794,6 +895,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_d1_stalled_reader_released_by_idle_timeout),
         cmocka_unit_test(
             test_b4_server_sends_thrice_after_peer_closed_one_close),
+        cmocka_unit_test(test_f2_close_to_never_reading_peer_bounded_by_linger),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

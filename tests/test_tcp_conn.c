@@ -466,6 +466,173 @@ static void test_set_reading_pauses_and_resumes_delivery(void **state)
     srv_finish(&st);
 }
 
+/* F3: reading paused from inside on_data, with several messages in one
+ * read. Each message pauses; while paused nothing is delivered; each resume
+ * delivers the next message, held or not, in order, then the peer's EOF.
+ * Resumed from outside the loop, the held messages come from the loop's
+ * timer phase; resumed from a timer, the socket is read first (more bytes,
+ * then the EOF, arrive while messages are held). */
+struct pz {
+    struct srv_state st;
+    bool from_timer;
+    nk_tcp_conn *conn;
+    uint8_t got[256];
+    size_t got_len;
+    int msgs;
+    int while_paused; /* deliveries while paused: must stay 0 */
+    bool paused;
+};
+
+static void pz_open(nk_tcp_conn *c, void *user)
+{
+    struct pz *z = user;
+    z->conn = c;
+    z->st.opens++;
+}
+
+static void pz_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct pz *z = user;
+    if (z->paused)
+        z->while_paused++;
+    assert_true(z->got_len + n + 1 <= sizeof z->got);
+    memcpy(z->got + z->got_len, d, n);
+    z->got_len += n;
+    z->got[z->got_len++] = '|'; /* message boundary */
+    z->msgs++;
+    assert_int_equal(nk_tcp_conn_set_reading(c, false), 0);
+    z->paused = true;
+}
+
+static void pz_close(nk_tcp_conn *c, int reason, void *user)
+{
+    struct pz *z = user;
+    st_close(c, reason, &z->st);
+}
+
+struct pz_goal {
+    const struct pz *z;
+    int had;
+};
+
+static bool pz_next_or_closed(void *arg)
+{
+    const struct pz_goal *g = arg;
+    return g->z->msgs > g->had || g->z->st.closes > 0;
+}
+
+static void pz_timer_resume(nk_timer *t, void *user)
+{
+    struct pz *z = user;
+    assert_int_equal(nk_tcp_conn_set_reading(z->conn, true), 0);
+    nk_timer_stop(t);
+}
+
+/* Run a few iterations: nothing may come while paused; then resume and
+ * wait for the next message (or the close after the last one). */
+static void pz_resume_next(struct pz *z)
+{
+    struct pz_goal g = {z, z->msgs};
+    for (int i = 0; i < 10; i++)
+        nk_loop_run(z->st.loop, NK_RUN_NOWAIT);
+    assert_int_equal(z->msgs, g.had);
+    assert_int_equal(z->st.closes, 0);
+    z->paused = false;
+    if (z->from_timer) {
+        nk_timer *t;
+        assert_int_equal(nk_timer_start(z->st.loop, 0, 0, pz_timer_resume, z,
+                                        &t), 0);
+    } else {
+        assert_int_equal(nk_tcp_conn_set_reading(z->conn, true), 0);
+    }
+    assert_int_equal(nkt_run_until(z->st.loop, pz_next_or_closed, &g, 100000,
+                                   5000, NULL), 0);
+}
+
+static size_t pz_encode(nk_frame_kind kind, const char *const *msgs,
+                        int count, uint8_t *out)
+{
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        size_t n = strlen(msgs[i]);
+        if (kind == NK_FRAME_LENGTH32) {
+            nk_frame_length32_prefix(n, out + at);
+            at += 4;
+        }
+        memcpy(out + at, msgs[i], n);
+        at += n;
+        if (kind == NK_FRAME_LINE)
+            out[at++] = '\n';
+    }
+    return at;
+}
+
+static void pause_inside_on_data(nk_frame_kind kind, bool from_timer)
+{
+    static const char *const first[] = {"m0", "m1", "m2", "m3", "m4"};
+    static const char *const second[] = {"m5", "m6"};
+    struct pz z;
+    memset(&z, 0, sizeof z);
+    z.from_timer = from_timer;
+    nk_tcp_server_opts o = echo_opts(&z.st);
+    o.on_open = pz_open;
+    o.conn.on_data = pz_data;
+    o.conn.on_close = pz_close;
+    o.conn.user = &z;
+    o.conn.frame.kind = kind;
+    if (kind == NK_FRAME_RAW)
+        o.read_chunk = 4; /* raw: a "message" is a read */
+    srv_start(&z.st, &o);
+    int fd = nkt_tcp_connect(&z.st.addr);
+    assert_true(fd >= 0);
+    run_until_count(z.st.loop, &z.st.opens, 1, 5000);
+    uint8_t out[128];
+    size_t n1 = pz_encode(kind, first, 5, out);
+    size_t n2 = pz_encode(kind, second, 2, out + n1);
+    /* Some messages and the start of one more, in one write. */
+    assert_int_equal(nkt_send_all(fd, out, n1 + 1), 0);
+    run_until_count(z.st.loop, &z.msgs, 1, 5000);
+    /* Paused after the first message: the rest and the EOF arrive while
+     * the others are held; each message still waits for its resume. */
+    assert_int_equal(nkt_send_all(fd, out + n1 + 1, n2 - 1), 0);
+    assert_int_equal(nkt_shutdown_wr(fd), 0);
+    while (z.st.closes == 0 && z.msgs < 40)
+        pz_resume_next(&z);
+    assert_int_equal(z.while_paused, 0);
+    assert_int_equal(z.st.closes, 1);
+    assert_int_equal(z.st.reasons[0], NK_EOF);
+    /* Everything, in order: with framing each message alone. */
+    char want[128];
+    if (kind == NK_FRAME_RAW) {
+        assert_int_equal(z.got_len - (size_t)z.msgs, n1 + n2);
+        size_t at = 0;
+        for (size_t i = 0; i < z.got_len; i++)
+            if (z.got[i] != '|')
+                want[at++] = (char)z.got[i];
+        assert_memory_equal(want, out, n1 + n2);
+    } else {
+        assert_int_equal(z.msgs, 7);
+        assert_int_equal(z.got_len, strlen("m0|m1|m2|m3|m4|m5|m6|"));
+        assert_memory_equal(z.got, "m0|m1|m2|m3|m4|m5|m6|", z.got_len);
+    }
+    print_message("%s, resumed %s: %d messages, one per resume, none while "
+                  "paused\n", kind == NK_FRAME_RAW ? "raw"
+                               : kind == NK_FRAME_LINE ? "line" : "length32",
+                  from_timer ? "from a timer" : "outside the loop", z.msgs);
+    close(fd);
+    srv_finish(&z.st);
+}
+
+static void test_pause_inside_on_data_keeps_rest_until_resume(void **state)
+{
+    (void)state;
+    for (int from_timer = 0; from_timer < 2; from_timer++) {
+        pause_inside_on_data(NK_FRAME_LINE, from_timer);
+        pause_inside_on_data(NK_FRAME_LENGTH32, from_timer);
+        pause_inside_on_data(NK_FRAME_RAW, from_timer);
+    }
+}
+
 /* A8 over a real socket: 300 messages of 0..2999 bytes, written in random
  * pieces and read 1000 bytes at a time, come out whole and in order. */
 struct seq {
@@ -657,6 +824,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_idle_connection_costs_at_most_256_bytes),
         cmocka_unit_test(test_graceful_close_linger_bounds_a_silent_peer),
         cmocka_unit_test(test_set_reading_pauses_and_resumes_delivery),
+        cmocka_unit_test(test_pause_inside_on_data_keeps_rest_until_resume),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

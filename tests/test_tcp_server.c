@@ -1,7 +1,8 @@
 /* tcp_server: byte-exact echo at 1, 100 and 1000 clients, a reset peer
  * among others, idle timeouts at scale, the connection cap, running out
  * of fds, the backlog flood, IPv6, SO_REUSEPORT, and freeing the server
- * from a callback. */
+ * from a callback (its connections' on_close included) and with data still
+ * queued. */
 #include "test_tcp_util.h"
 
 #include <netinet/in.h>
@@ -225,6 +226,142 @@ static void test_server_free_from_callback_closes_all(void **state)
     }
     assert_int_equal(nk_loop_run(st.loop, NK_RUN_DEFAULT), 0);
     assert_int_equal(nk_loop_free(st.loop), 0);
+}
+
+/* The server freed from a connection's on_close ("stop when a client
+ * leaves"): from the first of three on_close (the two others are closed by
+ * the free and reported in the same run) and from the last one. The
+ * server must not be touched after its release. */
+struct free_on_close {
+    struct srv_state st;
+    int free_at; /* free the server in this on_close (1-based) */
+};
+
+static void foc_close(nk_tcp_conn *c, int reason, void *user)
+{
+    struct free_on_close *f = user;
+    st_close(c, reason, &f->st);
+    if (f->st.closes == f->free_at) {
+        nk_tcp_server_free(f->st.srv);
+        f->st.srv = NULL;
+    }
+}
+
+static void foc_open(nk_tcp_conn *c, void *user)
+{
+    struct free_on_close *f = user;
+    st_open(c, &f->st);
+}
+
+static void foc_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
+{
+    struct free_on_close *f = user;
+    st_data(c, d, n, &f->st);
+}
+
+static void test_server_freed_from_on_close_of_its_connection(void **state)
+{
+    (void)state;
+    static const int free_at[] = {1, 3};
+    for (size_t k = 0; k < sizeof free_at / sizeof free_at[0]; k++) {
+        struct free_on_close f = {.free_at = free_at[k]};
+        nk_tcp_server_opts o = echo_opts(&f.st);
+        o.on_open = foc_open;
+        o.conn.on_data = foc_data;
+        o.conn.on_close = foc_close;
+        o.conn.user = &f;
+        srv_start(&f.st, &o);
+        int fds[3];
+        for (int i = 0; i < 3; i++) {
+            fds[i] = nkt_tcp_connect(&f.st.addr);
+            assert_true(fds[i] >= 0);
+        }
+        run_until_count(f.st.loop, &f.st.opens, 3, 5000);
+        /* One at a time, so the server is freed from the wanted one. */
+        for (int i = 0; i < 3 && f.st.srv; i++) {
+            close(fds[i]);
+            fds[i] = -1;
+            run_until_count(f.st.loop, &f.st.closes, i + 1, 5000);
+        }
+        assert_null(f.st.srv);
+        assert_int_equal(f.st.closes, 3);
+        /* The task that released the server must not run again. */
+        for (int i = 0; i < 10 && nk_loop_run(f.st.loop, NK_RUN_NOWAIT); i++)
+            ;
+        assert_int_equal(f.st.closes, 3);
+        for (int i = 0; i < 3; i++) {
+            int want = i < free_at[k] ? NK_EOF : 0;
+            assert_int_equal(f.st.reasons[i], want);
+            if (fds[i] >= 0)
+                close(fds[i]);
+        }
+        nkt_loop_free_empty(f.st.loop);
+    }
+}
+
+/* Freeing the server (or aborting) with data still queued on a connection
+ * is not a clean close: that connection reports NK_EDROPPED, an idle one
+ * 0. */
+static void dq_open(nk_tcp_conn *c, void *user)
+{
+    struct srv_state *st = user;
+    st_open(c, user);
+    if (st->opens != 1)
+        return;
+    int small = 4096;
+    assert_int_equal(setsockopt(nk_tcp_conn_fd(c), SOL_SOCKET, SO_SNDBUF,
+                                &small, sizeof small), 0);
+    static uint8_t chunk[1 << 20];
+    memset(chunk, 'q', sizeof chunk);
+    for (int i = 0; i < 4; i++) {
+        int r = nk_tcp_conn_send(c, chunk, sizeof chunk);
+        assert_true(r == 0 || r == 1);
+    }
+}
+
+/* @abort_first: abort the full connection before freeing the server. */
+static void queued_data_dropped(bool abort_first)
+{
+    struct srv_state st = {0};
+    nk_tcp_server_opts o = echo_opts(&st);
+    o.on_open = dq_open;
+    o.conn.high_watermark = 8u << 20;
+    srv_start(&st, &o);
+    int full = nkt_tcp_connect(&st.addr);
+    assert_true(full >= 0);
+    run_until_count(st.loop, &st.opens, 1, 5000);
+    nk_tcp_conn *c = st.last_conn;
+    nk_tcp_conn_stats cs;
+    nk_tcp_conn_get_stats(c, &cs);
+    assert_true(cs.queued > 0);
+    int idle = nkt_tcp_connect(&st.addr);
+    assert_true(idle >= 0);
+    run_until_count(st.loop, &st.opens, 2, 5000);
+    if (abort_first) {
+        nk_tcp_conn_abort(c);
+        run_until_count(st.loop, &st.closes, 1, 5000);
+        assert_int_equal(st.reasons[0], NK_EDROPPED);
+        assert_int_equal(srv_stats(&st).closed_local, 1);
+    }
+    nk_tcp_server_free(st.srv);
+    st.srv = NULL;
+    run_until_count(st.loop, &st.closes, 2, 5000);
+    /* Freeing closes in list order, newest first: the idle one (nothing
+     * dropped), then the full one unless it was aborted already. */
+    assert_int_equal(st.reasons[abort_first ? 1 : 0], 0);
+    assert_int_equal(st.reasons[abort_first ? 0 : 1], NK_EDROPPED);
+    close(full);
+    close(idle);
+    for (int i = 0; i < 10 && nk_loop_run(st.loop, NK_RUN_NOWAIT); i++)
+        ;
+    nkt_loop_free_empty(st.loop);
+}
+
+static void test_server_free_with_queued_data_reports_dropped(void **state)
+{
+    (void)state;
+    queued_data_dropped(false);
+    queued_data_dropped(true);
 }
 
 /* Out of fds under a low RLIMIT_NOFILE (in a child): every pending client
@@ -527,6 +664,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_idle_timeout_closes_with_etimedout),
         cmocka_unit_test(test_max_connections_rejects_excess_at_once),
         cmocka_unit_test(test_server_free_from_callback_closes_all),
+        cmocka_unit_test(test_server_freed_from_on_close_of_its_connection),
+        cmocka_unit_test(test_server_free_with_queued_data_reports_dropped),
         cmocka_unit_test(test_emfile_sheds_pending_without_spin_then_recovers),
         cmocka_unit_test(test_echo_over_ipv6_loopback),
         cmocka_unit_test(test_peer_address_known_after_reset_before_accept),

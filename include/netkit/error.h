@@ -45,7 +45,8 @@ extern "C" {
     X(NK_ENOTSUP, -4119, "operation is not supported here")                   \
     X(NK_EBUSY, -4120, "handle is busy")                                      \
     X(NK_ERATE, -4121, "rate limit exceeded")                                 \
-    X(NK_EFULL, -4122, "table is full")
+    X(NK_EFULL, -4122, "table is full")                                       \
+    X(NK_EDROPPED, -4123, "connection closed with unsent data: queued bytes were dropped")
 
 /** @brief The library's own error codes (see NK_ERROR_MAP for each sentence). */
 enum nk_error {

@@ -27,7 +27,12 @@
  * Close reasons given to `on_close`:
  * | reason                 | meaning                                           |
  * |------------------------|---------------------------------------------------|
- * | 0                      | closed locally (close, abort, server freed)       |
+ * | 0                      | closed locally (close, abort, server freed), and  |
+ * |                        | everything given to send was written              |
+ * | NK_EDROPPED            | closed locally with data still unsent, now        |
+ * |                        | dropped: abort or server freed with a queue, or a |
+ * |                        | graceful close whose `linger_ms` ran out before   |
+ * |                        | the peer took everything (it is then reset)       |
  * | NK_EOF                 | the peer closed and everything queued was sent    |
  * | -ECONNRESET, -EPIPE    | the peer reset the connection                     |
  * | -ETIMEDOUT             | idle timeout                                      |
@@ -92,7 +97,7 @@ typedef struct nk_tcp_conn_opts {
     size_t low_watermark;     /**< Resume at or below this (64 KiB). */
     size_t max_queue;         /**< Hard cap: a send past it closes with NK_EQUEUE_FULL; 0 = none. */
     uint64_t idle_timeout_ms; /**< Close with -ETIMEDOUT after this long without I/O; 0 = never. */
-    uint64_t linger_ms;       /**< Graceful close waits this long for the peer's EOF (5000). */
+    uint64_t linger_ms;       /**< Longest graceful close, counted from the close call: flush, then wait for the peer's EOF; past it the connection is reset (NK_EDROPPED if data was left). 0: close at once, dropping any queue (5000). */
     nk_tcp_data_cb on_data;   /**< Messages; NULL discards them. */
     nk_tcp_eof_cb on_eof;     /**< NULL: the peer's EOF closes (NK_EOF) once the queue is sent. */
     nk_tcp_drain_cb on_drain; /**< Optional. */
@@ -113,13 +118,13 @@ typedef struct nk_tcp_conn_opts {
 typedef struct nk_tcp_server_opts {
     int backlog;             /**< Accept queue length for listen() (128): not a connection limit; 0 = SOMAXCONN. */
     bool reuseport;          /**< SO_REUSEPORT, for one listener per loop thread. */
-    int v6only;              /**< IPV6_V6ONLY: -1 system default, 0 off, 1 on. */
+    int v6only;              /**< IPV6_V6ONLY: -1 system default, 0 off, 1 on (nothing else). */
     bool nodelay;            /**< TCP_NODELAY on accepted connections (true). */
     size_t max_connections;  /**< Beyond it, accept and close at once (`rejected`); 0 = no cap. */
     unsigned accept_batch;   /**< Accepts per listener wakeup (64); 1 = one per iteration. */
     bool start_paused;       /**< Listen without accepting until nk_tcp_server_resume(). */
-    uint64_t accept_retry_ms;/**< Out of fds with nothing to shed: retry accepting after (100). */
-    size_t read_chunk;       /**< Bytes read per recv, one buffer shared by all connections (65536). */
+    uint64_t accept_retry_ms;/**< Out of fds with nothing to shed: retry accepting after (100); not 0, which would spin. */
+    size_t read_chunk;       /**< Bytes read per recv, one buffer shared by all connections (65536); 1 byte to 1 GiB. */
     nk_tcp_open_cb on_open;  /**< Optional: called with conn.user as user data. */
     nk_tcp_conn_opts conn;   /**< Applied to every accepted connection. */
 } nk_tcp_server_opts;
@@ -137,7 +142,7 @@ typedef struct nk_tcp_server_opts {
 typedef struct nk_tcp_client_opts {
     uint64_t connect_timeout_ms; /**< -ETIMEDOUT after this long (10000); 0 = the system's. */
     bool nodelay;                /**< TCP_NODELAY (true). */
-    size_t read_chunk;           /**< Read buffer of the connection (65536). */
+    size_t read_chunk;           /**< Read buffer of the connection (65536); 1 byte to 1 GiB. */
     nk_tcp_connect_cb on_connect;/**< Required. Called with conn.user. */
     nk_tcp_conn_opts conn;       /**< For the connection once connected. */
 } nk_tcp_client_opts;
@@ -172,7 +177,7 @@ typedef struct nk_tcp_server_stats {
     uint64_t closed_timeout;/**< -ETIMEDOUT. */
     uint64_t closed_frame;  /**< NK_ELINE_TOO_LONG, NK_EFRAME_TOO_LARGE, NK_EMIDFRAME. */
     uint64_t closed_queue;  /**< NK_EQUEUE_FULL. */
-    uint64_t closed_local;  /**< 0. */
+    uint64_t closed_local;  /**< 0 and NK_EDROPPED. */
     uint64_t closed_other;  /**< Any other reason. */
     uint64_t read_pauses;   /**< Times a connection stopped reading at the high watermark. */
 } nk_tcp_server_stats;
@@ -189,17 +194,21 @@ typedef struct nk_tcp_server_stats {
  * @param opts Options and callbacks (copied).
  * @param out  Receives the server.
  * @return 0, NK_EINVAL (NULL, empty address, low watermark above the high
- * one, zero read_chunk), -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or
- * another -errno from socket/bind/listen.
+ * one, unknown frame kind, read_chunk 0 or over 1 GiB, accept_batch or
+ * accept_retry_ms 0, negative backlog, v6only not -1, 0 or 1),
+ * -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or another -errno from
+ * socket/bind/listen.
  */
 NK_API int nk_tcp_server_start(nk_loop *loop, const nk_addr *addr,
                                const nk_tcp_server_opts *opts,
                                nk_tcp_server **out);
 
 /**
- * @brief Stop listening, close every connection (each gets on_close with
- * reason 0, on the next iteration), and free the server afterwards.
- * Safe from any callback; NULL is ignored. @p srv is invalid afterwards.
+ * @brief Stop listening, close every connection at once (each gets
+ * on_close on the next iteration, with reason 0, or NK_EDROPPED if data
+ * was still queued on it), and free the server afterwards.
+ * Safe from any callback, on_close of its own connections included; NULL
+ * is ignored. @p srv is invalid afterwards.
  * @param srv The server.
  */
 NK_API void nk_tcp_server_free(nk_tcp_server *srv);
@@ -242,7 +251,8 @@ NK_API void nk_tcp_server_get_stats(const nk_tcp_server *srv,
  * @param out Receives the pending connect (may be NULL if not needed);
  * valid until on_connect returns or nk_tcp_client_cancel().
  * @return 0 (then on_connect is called exactly once), or NK_EINVAL (NULL,
- * no on_connect, empty address), -EMFILE, -ENFILE, -ENOMEM, -ENOBUFS,
+ * no on_connect, empty address, read_chunk 0 or over 1 GiB, bad connection
+ * options), -EMFILE, -ENFILE, -ENOMEM, -ENOBUFS,
  * -EAFNOSUPPORT (then nothing is called). Refusals and timeouts go to
  * on_connect.
  */
@@ -267,7 +277,8 @@ NK_API void nk_tcp_client_cancel(nk_tcp_client *client);
  * @param data The bytes.
  * @param len  How many.
  * @return 0; 1 when the queue is now above the high watermark (stop
- * producing until on_drain); NK_EINVAL; NK_ECLOSED (closed, closing, or
+ * producing until on_drain); NK_EINVAL (NULL, or @p len over PTRDIFF_MAX:
+ * nothing is sent); NK_ECLOSED (closed, closing, or
  * after nk_tcp_conn_shutdown()); -EPIPE or -ECONNRESET (the peer is gone);
  * NK_EQUEUE_FULL (the hard cap: the connection closes); -ENOMEM (nothing
  * taken if nothing was written, otherwise the connection closes).
@@ -286,8 +297,13 @@ NK_API int nk_tcp_conn_shutdown(nk_tcp_conn *conn);
 /**
  * @brief Graceful close: no more callbacks but on_close; the queue is
  * sent, the writing side shut down, and input discarded until the peer
- * closes (at most `linger_ms`), so the peer receives everything.
- * on_close follows with reason 0 (or the error that stopped the flush).
+ * closes, so the peer receives everything.
+ *
+ * The whole close is bounded by `linger_ms` from this call, whatever the
+ * peer does (never reads, keeps sending): when it runs out, the connection
+ * is reset and its memory released. on_close follows with reason 0 (all
+ * sent), NK_EDROPPED (the deadline passed with data still queued or not
+ * yet taken by the peer), or the error that stopped the flush.
  * Safe from any callback; closing twice does nothing.
  * @param conn The connection.
  */
@@ -295,15 +311,24 @@ NK_API void nk_tcp_conn_close(nk_tcp_conn *conn);
 
 /**
  * @brief Abortive close: drop the queue and reset the connection (the peer
- * sees ECONNRESET). on_close follows with reason 0. Safe from any callback.
+ * sees ECONNRESET). on_close follows with reason 0, or NK_EDROPPED if data
+ * was still queued. Safe from any callback.
  * @param conn The connection.
  */
 NK_API void nk_tcp_conn_abort(nk_tcp_conn *conn);
 
 /**
  * @brief Pause or resume reading (application flow control, independent
- * of the watermarks). Messages already read when reading is paused from
- * inside on_data are still delivered.
+ * of the watermarks).
+ *
+ * Pausing from inside the data callback stops further data callbacks until
+ * resumed; what was already read (TCP: complete messages already decoded
+ * in the buffer; UDP: the rest of a recvmmsg batch) is kept and delivered
+ * first, in order, after resume; nothing is lost or reordered, and
+ * counters add up. Held messages are delivered from the loop after the
+ * resume (never from inside this call), even if the peer sends nothing
+ * more; a peer's EOF read meanwhile comes after them, and also waits for
+ * the resume.
  * @param conn The connection.
  * @param on   true to read, false to pause.
  * @return 0, NK_EINVAL, NK_ECLOSED.
@@ -375,8 +400,8 @@ NK_API int nk_tcp_sync_connect(const nk_addr *addr, int timeout_ms,
  * @param buf        The bytes.
  * @param len        How many.
  * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
- * @return 0, -ETIMEDOUT, -EPIPE, -ECONNRESET, NK_EINVAL, -errno. SIGPIPE
- * is never raised. */
+ * @return 0, -ETIMEDOUT, -EPIPE, -ECONNRESET, NK_EINVAL (also for @p len
+ * over PTRDIFF_MAX), -errno. SIGPIPE is never raised. */
 NK_API int nk_tcp_sync_send_all(nk_tcp_sync *s, const void *buf, size_t len,
                                 int timeout_ms);
 
@@ -396,7 +421,8 @@ NK_API int nk_tcp_sync_recv(nk_tcp_sync *s, void *buf, size_t cap,
  * @param len        How many.
  * @param timeout_ms The longest wait in milliseconds; < 0: no limit.
  * @return 0, NK_EOF (closed before the first byte), NK_EMIDFRAME (closed
- * after some), -ETIMEDOUT, -ECONNRESET, NK_EINVAL. */
+ * after some), -ETIMEDOUT, -ECONNRESET, NK_EINVAL (also for @p len over
+ * PTRDIFF_MAX). */
 NK_API int nk_tcp_sync_recv_exact(nk_tcp_sync *s, void *buf, size_t len,
                                   int timeout_ms);
 
