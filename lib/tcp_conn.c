@@ -610,7 +610,10 @@ static void conn_io(nk_io *io, unsigned events, void *arg)
         /* The echo case (raw framing, no idle timeout, nothing pending):
          * one read shorter than the buffer means the socket is empty, and
          * it goes to on_data as it is. Anything else continues in
-         * do_read() with the result of this read. */
+         * do_read() with the result of this read, so this is a first read
+         * inlined, not a second read path. Measured with bench/cg_one.sh
+         * (user instructions per echoed message): 321 with it and 363
+         * without at depth 1, 75.7 and 79.9 at depth 8. */
         ssize_t n = recv(c->io.fd, cfg->scratch, cfg->scratch_size, 0);
         if (NK__LIKELY(n > 0 && (size_t)n < cfg->scratch_size)) {
             c->bytes_in += (uint64_t)n;
