@@ -350,6 +350,8 @@ static void c1_run(size_t n, size_t bytes)
     assert_int_equal(st.shed + st.rejected, 0);
     assert_int_equal(st.active, 0);
     assert_int_equal(s.unbalanced, 0);
+    print_message("C1: %d of %zu connections queued part of an echo\n",
+                  s.queued, n);
     if (bytes >= 65536) /* more than the buffers hold: writes were cut */
         assert_true(s.queued > 0);
     assert_int_equal(s.in, (uint64_t)n * bytes);
