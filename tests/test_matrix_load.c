@@ -65,6 +65,7 @@ struct load_srv {
     int unbalanced;        /* bytes_in != bytes_out at close */
     uint64_t in, out;      /* totals over closed connections */
     uint64_t messages;
+    int queued;            /* connections that queued part of an echo */
 };
 
 static void ls_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
@@ -91,6 +92,8 @@ static void ls_close(nk_tcp_conn *c, int reason, void *user)
     /* Framed or not, the echo is the same bytes (prefix included). */
     if (cs.bytes_out != cs.bytes_in)
         s->unbalanced++;
+    if (cs.peak_queued > 0)
+        s->queued++;
     s->in += cs.bytes_in;
     s->out += cs.bytes_out;
     s->closes++;
@@ -274,6 +277,15 @@ static size_t c1_clients(nk_loop *loop, const nk_addr *to, size_t n,
     return bad;
 }
 
+static void c1_small_sndbuf(nk_tcp_conn *c, void *user)
+{
+    (void)user;
+    int size = 4096;
+    assert_int_equal(setsockopt(nk_tcp_conn_fd(c), SOL_SOCKET, SO_SNDBUF,
+                                &size, sizeof size),
+                     0);
+}
+
 static bool all_closed(void *arg)
 {
     const struct load_srv *s = arg;
@@ -297,6 +309,9 @@ static void c1_run(size_t n, size_t bytes)
     struct load_srv s = {0};
     s.want_closes = n;
     nk_tcp_server_opts o = NK_TCP_SERVER_OPTS_INIT;
+    /* A small send buffer per connection: the echo's writes are cut short
+     * and their tails queued, the path where bytes could be lost. */
+    o.on_open = c1_small_sndbuf;
     ls_start(&s, &o);
     uint64_t total = 0;
     if (!split) {
@@ -334,6 +349,10 @@ static void c1_run(size_t n, size_t bytes)
     assert_int_equal(st.shed + st.rejected, 0);
     assert_int_equal(st.active, 0);
     assert_int_equal(s.unbalanced, 0);
+    print_message("C1: %d of %zu connections queued part of an echo\n",
+                  s.queued, n);
+    if (bytes >= 65536) /* more than the buffers hold: writes were cut */
+        assert_true(s.queued > 0);
     assert_int_equal(s.in, (uint64_t)n * bytes);
     assert_int_equal(s.out, (uint64_t)n * bytes);
     ls_finish(&s);

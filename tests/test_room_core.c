@@ -109,6 +109,31 @@ static void test_room_table_hash_keyed_per_room(void **state)
     nk__room_table_free(&r2);
 }
 
+/* D8 through the room core, keyed as nk_udp_room_open() keys it (no
+ * secret given): two rooms hash one address differently, so a sender
+ * cannot aim at the probe chains of every room at once. */
+static void test_room_hash_key_differs_per_room(void **state)
+{
+    (void)state;
+    struct nk__room_config cfg = base_config();
+    struct nk__room_core c1, c2;
+    assert_int_equal(nk__room_core_init(&c1, &cfg, NULL, NULL, NULL), 0);
+    assert_int_equal(nk__room_core_init(&c2, &cfg, NULL, NULL, NULL), 0);
+    static const uint8_t zero[sizeof c1.table.key];
+    assert_memory_not_equal(c1.table.key, zero, sizeof zero);
+    assert_memory_not_equal(c1.table.key, c2.table.key, sizeof zero);
+    nk_addr a = addr_of("127.0.0.1:6000");
+    assert_int_not_equal(nk__room_table_hash(&c1.table, &a),
+                         nk__room_table_hash(&c2.table, &a));
+    /* Each room still finds its own member under its own key. */
+    struct nk__room_action act = input(&c1, &a, "hi", 0);
+    assert_int_equal(act.verdict, NK__ROOM_RELAY);
+    assert_int_not_equal(nk__room_find(&c1, &a), NK__ROOM_NONE);
+    assert_int_equal(nk__room_find(&c2, &a), NK__ROOM_NONE);
+    nk__room_core_free(&c1);
+    nk__room_core_free(&c2);
+}
+
 /* A table of plain addresses for the reference run. */
 struct ref {
     nk_addr keys[512];
@@ -390,6 +415,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_table_hash_keyed_per_room),
+        cmocka_unit_test(test_room_hash_key_differs_per_room),
         cmocka_unit_test(test_room_table_agrees_with_reference_under_churn),
         cmocka_unit_test(test_room_table_probes_stay_bounded),
         cmocka_unit_test(test_room_core_expiry_in_activity_order),

@@ -351,6 +351,9 @@ static void cc_data(nk_tcp_conn *c, const void *d, size_t n, void *user)
     nk_tcp_conn_abort(c);
     assert_int_equal(nk_tcp_conn_send(c, "x", 1), NK_ECLOSED);
     assert_int_equal(nk_tcp_conn_fd(c), NK_ECLOSED);
+    /* on_close waits until this callback returns: both handles stay
+     * valid for the calls above. */
+    assert_int_equal(st->closes, 0);
 }
 
 static void test_close_own_and_other_from_callback(void **state)

@@ -27,6 +27,7 @@ struct script {
     void *pred_ctx;
     unsigned long calls;
     unsigned long injected;
+    unsigned long cut;     /* transfers the cap made shorter */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -161,6 +162,16 @@ unsigned long nkt_fault_injected(enum nkt_sys s)
     return n;
 }
 
+unsigned long nkt_fault_cut(enum nkt_sys s)
+{
+    if (!valid(s))
+        return 0;
+    pthread_mutex_lock(&lock);
+    unsigned long n = scripts[s].cut;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
 const char *nkt_fault_sys_name(enum nkt_sys s)
 {
     return valid(s) ? names[s] : "?";
@@ -227,6 +238,23 @@ out:
     return d;
 }
 
+/* A transfer of @s was cut short by its cap. */
+static void note_cut(enum nkt_sys s)
+{
+    pthread_mutex_lock(&lock);
+    scripts[s].cut++;
+    pthread_mutex_unlock(&lock);
+}
+
+/* @len cut to @cap, counting the calls it actually shortens. */
+static size_t capped(enum nkt_sys s, size_t len, size_t cap)
+{
+    if (len <= cap)
+        return len;
+    note_cut(s);
+    return cap;
+}
+
 /* Copy @in, cut to @cap bytes in total, into @out (at most @max entries). */
 static int cap_iov(const struct iovec *in, int cnt, size_t cap,
                    struct iovec *out, int max)
@@ -261,7 +289,7 @@ ssize_t nkt_sys_send(int fd, const void *buf, size_t len, int flags)
         errno = d.err;
         return -1;
     }
-    return send(fd, buf, len < d.cap ? len : d.cap, flags);
+    return send(fd, buf, capped(NKT_SEND, len, d.cap), flags);
 }
 
 ssize_t nkt_sys_sendto(int fd, const void *buf, size_t len, int flags,
@@ -272,7 +300,7 @@ ssize_t nkt_sys_sendto(int fd, const void *buf, size_t len, int flags,
         errno = d.err;
         return -1;
     }
-    return sendto(fd, buf, len < d.cap ? len : d.cap, flags, to, tolen);
+    return sendto(fd, buf, capped(NKT_SENDTO, len, d.cap), flags, to, tolen);
 }
 
 ssize_t nkt_sys_sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -285,6 +313,7 @@ ssize_t nkt_sys_sendmsg(int fd, const struct msghdr *msg, int flags)
     if (d.cap == SIZE_MAX || msg == NULL ||
         iov_total(msg->msg_iov, (int)msg->msg_iovlen) <= d.cap)
         return sendmsg(fd, msg, flags);
+    note_cut(NKT_SENDMSG);
     struct iovec iov[MAX_IOV];
     struct msghdr m = *msg;
     m.msg_iov = iov;
@@ -310,7 +339,7 @@ ssize_t nkt_sys_recv(int fd, void *buf, size_t len, int flags)
         errno = d.err;
         return -1;
     }
-    return recv(fd, buf, len < d.cap ? len : d.cap, flags);
+    return recv(fd, buf, capped(NKT_RECV, len, d.cap), flags);
 }
 
 ssize_t nkt_sys_recvfrom(int fd, void *buf, size_t len, int flags,
@@ -321,7 +350,8 @@ ssize_t nkt_sys_recvfrom(int fd, void *buf, size_t len, int flags,
         errno = d.err;
         return -1;
     }
-    return recvfrom(fd, buf, len < d.cap ? len : d.cap, flags, from, fromlen);
+    return recvfrom(fd, buf, capped(NKT_RECVFROM, len, d.cap), flags, from,
+                    fromlen);
 }
 
 ssize_t nkt_sys_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -334,6 +364,7 @@ ssize_t nkt_sys_recvmsg(int fd, struct msghdr *msg, int flags)
     if (d.cap == SIZE_MAX || msg == NULL ||
         iov_total(msg->msg_iov, (int)msg->msg_iovlen) <= d.cap)
         return recvmsg(fd, msg, flags);
+    note_cut(NKT_RECVMSG);
     struct iovec iov[MAX_IOV];
     struct iovec *orig = msg->msg_iov;
     size_t orig_len = msg->msg_iovlen;
@@ -387,6 +418,7 @@ ssize_t nkt_sys_writev(int fd, const struct iovec *iov, int cnt)
     }
     if (d.cap == SIZE_MAX || iov_total(iov, cnt) <= d.cap)
         return writev(fd, iov, cnt);
+    note_cut(NKT_WRITEV);
     struct iovec cut[MAX_IOV];
     return writev(fd, cut, cap_iov(iov, cnt, d.cap, cut, MAX_IOV));
 }
@@ -400,6 +432,7 @@ ssize_t nkt_sys_readv(int fd, const struct iovec *iov, int cnt)
     }
     if (d.cap == SIZE_MAX || iov_total(iov, cnt) <= d.cap)
         return readv(fd, iov, cnt);
+    note_cut(NKT_READV);
     struct iovec cut[MAX_IOV];
     return readv(fd, cut, cap_iov(iov, cnt, d.cap, cut, MAX_IOV));
 }
@@ -411,7 +444,7 @@ ssize_t nkt_sys_read(int fd, void *buf, size_t len)
         errno = d.err;
         return -1;
     }
-    return read(fd, buf, len < d.cap ? len : d.cap);
+    return read(fd, buf, capped(NKT_READ, len, d.cap));
 }
 
 ssize_t nkt_sys_write(int fd, const void *buf, size_t len)
@@ -421,7 +454,7 @@ ssize_t nkt_sys_write(int fd, const void *buf, size_t len)
         errno = d.err;
         return -1;
     }
-    return write(fd, buf, len < d.cap ? len : d.cap);
+    return write(fd, buf, capped(NKT_WRITE, len, d.cap));
 }
 
 int nkt_sys_socket(int domain, int type, int protocol)

@@ -96,6 +96,9 @@ int nkt_fault_peer_port_is(int fd, void *ctx);
 /* Calls of @s seen since the last reset, and faults injected into them. */
 unsigned long nkt_fault_calls(enum nkt_sys s);
 unsigned long nkt_fault_injected(enum nkt_sys s);
+/* Of those, transfers the cap of nkt_fault_short() really cut short: the
+ * caller asked for more than the cap (a partial write or read). */
+unsigned long nkt_fault_cut(enum nkt_sys s);
 
 /* "sendmsg" and so on, for messages. */
 const char *nkt_fault_sys_name(enum nkt_sys s);
