@@ -7,9 +7,9 @@
 #include "netkit/udp.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -55,6 +55,10 @@ struct nk_udp_endpoint {
     struct iovec *riov;
     union sa_any *rname;
     unsigned rdirty;      /* slots from this one on are ready for a receive */
+    /* Slots [rnext, rfilled) hold datagrams read but not delivered yet: the
+     * rest of a batch when the callback paused receiving. They go first. */
+    unsigned rnext, rfilled;
+    struct nk__task resume; /* delivers them after a resume */
 
     /* send set: send_batch slots */
     struct mmsghdr *smsg;
@@ -65,14 +69,6 @@ struct nk_udp_endpoint {
 };
 
 static const nk_udp_endpoint_opts default_opts = NK_UDP_ENDPOINT_OPTS_INIT;
-
-/* Errors a datagram socket reports late, for an earlier datagram to some
- * destination (ICMP): they say nothing about the current call. */
-static bool is_async_error(int e)
-{
-    return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH ||
-           e == EHOSTDOWN;
-}
 
 static void free_endpoint(nk_udp_endpoint *ep)
 {
@@ -137,12 +133,6 @@ static int alloc_sets(nk_udp_endpoint *ep)
     return 0;
 }
 
-static int set_int(int fd, int level, int name, int value)
-{
-    return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0
-                                                                  : -errno;
-}
-
 static void on_io(nk_io *io, unsigned events, void *user);
 static void on_backoff(nk_timer *t, void *user);
 
@@ -182,16 +172,16 @@ static int open_common(nk_loop *loop, const nk_addr *bind_addr,
     ep->fd = rc;
 
     if (opts->broadcast &&
-        (rc = set_int(ep->fd, SOL_SOCKET, SO_BROADCAST, 1)) < 0)
+        (rc = nk__sock_set_int(ep->fd, SOL_SOCKET, SO_BROADCAST, 1)) < 0)
         goto fail;
 #if defined(__linux__)
     if (opts->recv_errors) {
         rc = ep->family == AF_INET6
-                 ? set_int(ep->fd, IPPROTO_IPV6, IPV6_RECVERR, 1)
-                 : set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
+                 ? nk__sock_set_int(ep->fd, IPPROTO_IPV6, IPV6_RECVERR, 1)
+                 : nk__sock_set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
         /* A dual-stack socket reports IPv4 errors through IP_RECVERR. */
         if (rc == 0 && ep->family == AF_INET6 && opts->v6only != 1)
-            (void)set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
+            (void)nk__sock_set_int(ep->fd, IPPROTO_IP, IP_RECVERR, 1);
         if (rc < 0)
             goto fail;
     }
@@ -256,6 +246,7 @@ void nk_udp_endpoint_close(nk_udp_endpoint *ep)
     if (ep->watching) {
         nk__io_stop(&ep->io);
         nk__timer_stop(&ep->backoff);
+        nk__loop_cancel_task(ep->loop, &ep->resume);
     }
     if (ep->fd >= 0)
         close(ep->fd);
@@ -352,7 +343,8 @@ static void count_send_error(nk_udp_endpoint *ep, int code)
 int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
                                size_t count)
 {
-    if (ep == NULL || (msgs == NULL && count > 0))
+    /* The count sent is returned as an int. */
+    if (ep == NULL || (msgs == NULL && count > 0) || count > INT_MAX)
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
@@ -410,7 +402,7 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
              * the socket by another destination fails whatever send comes
              * next, and clears as it does: try that datagram again, a
              * bounded number of times. */
-            if (is_async_error(-r) && !ep->connected) {
+            if (nk__is_icmp_error(-r) && !ep->connected) {
                 ep->errq_pending = true;
                 if (retry_at != i) {
                     retry_at = i;
@@ -435,7 +427,7 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
         i += (size_t)r;
         sent += (size_t)r;
     }
-    return (int)(sent > (size_t)INT32_MAX ? INT32_MAX : sent);
+    return (int)sent;
 }
 
 int nk_udp_endpoint_send_to(nk_udp_endpoint *ep, const void *data, size_t len,
@@ -458,6 +450,10 @@ static int drain_errors(nk_udp_endpoint *ep, bool deliver)
     int delivered = 0;
     ep->errq_pending = false;
     for (int k = 0; k < 64 && !ep->closing; k++) {
+        if (deliver && !ep->receiving) {
+            ep->errq_pending = true; /* paused: the rest waits */
+            break;
+        }
         if (k == 63)
             ep->errq_pending = true; /* more may be left: next wakeup */
         union sa_any name;
@@ -520,44 +516,101 @@ static void deliver_error(nk_udp_endpoint *ep, int err)
     ep->cb(ep, &ev, ep->user);
 }
 
-static void deliver_datagram(nk_udp_endpoint *ep, unsigned i)
+static void count_received(nk_udp_endpoint *ep, size_t stored, bool truncated)
+{
+    ep->stats.datagrams_in++;
+    ep->stats.bytes_in += stored;
+    if (truncated)
+        ep->stats.truncated++;
+}
+
+/* The datagram in receive slot @i as an event (@from: its source); false
+ * for a source that cannot come from a UDP socket. */
+static bool take_slot(nk_udp_endpoint *ep, unsigned i, nk_addr *from,
+                      nk_udp_recv_event *ev)
 {
     struct mmsghdr *m = &ep->rmsg[i];
     size_t size = m->msg_len; /* real size: received with MSG_TRUNC */
     size_t len = size < ep->opts.max_datagram ? size : ep->opts.max_datagram;
     bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > len;
-    nk_addr from;
     const union sa_any *name = &ep->rname[i];
     if (name->sa.sa_family == AF_INET
         && m->msg_hdr.msg_namelen >= sizeof name->v4) {
         /* An IPv4 socket's source, the common case: what
          * nk_addr_from_sockaddr() makes of it, built in place. */
-        memset(&from, 0, sizeof from);
-        from.u.v4 = name->v4;
-        from.len = sizeof name->v4;
+        memset(from, 0, sizeof *from);
+        from->u.v4 = name->v4;
+        from->len = sizeof name->v4;
     } else {
-        if (nk_addr_from_sockaddr(&from, &name->sa,
+        if (nk_addr_from_sockaddr(from, &name->sa,
                                   m->msg_hdr.msg_namelen) < 0)
-            return; /* not IPv4/IPv6: cannot come from a UDP socket */
-        nk_addr_normalize(&from);
+            return false;
+        nk_addr_normalize(from);
     }
-    ep->stats.datagrams_in++;
-    ep->stats.bytes_in += len;
-    if (truncated)
-        ep->stats.truncated++;
-    nk_udp_recv_event ev = {.error = 0,
-                            .from = &from,
-                            .data = ep->riov[i].iov_base,
-                            .len = len,
-                            .size = size,
-                            .truncated = truncated};
-    ep->cb(ep, &ev, ep->user);
+    *ev = (nk_udp_recv_event){.error = 0,
+                              .from = from,
+                              .data = ep->riov[i].iov_base,
+                              .len = len,
+                              .size = size,
+                              .truncated = truncated};
+    return true;
+}
+
+/* Deliver the datagrams read and not yet delivered, in order, until the
+ * callback closes the endpoint (the rest is then discarded with it) or
+ * pauses it (the rest is kept for the resume). */
+static void deliver_read(nk_udp_endpoint *ep)
+{
+    /* ep->rnext, not a local: nk_udp_endpoint_recv() called from the
+     * callback takes kept datagrams too. */
+    while (ep->rnext < ep->rfilled && !ep->closing && ep->receiving) {
+        nk_addr from;
+        nk_udp_recv_event ev;
+        if (!take_slot(ep, ep->rnext++, &from, &ev))
+            continue;
+        count_received(ep, ev.len, ev.truncated);
+        ep->cb(ep, &ev, ep->user);
+    }
+}
+
+/* For nk_udp_endpoint_recv(): the first datagram kept from a paused batch,
+ * which comes before anything still in the socket. False if none is kept;
+ * else *rc is what nk_udp_endpoint_recv() returns. */
+static bool recv_kept(nk_udp_endpoint *ep, void *buf, size_t len,
+                      nk_addr *from, nk_udp_recv_info *info, int *rc)
+{
+    while (ep->rnext < ep->rfilled) {
+        nk_addr src;
+        nk_udp_recv_event ev;
+        if (!take_slot(ep, ep->rnext++, &src, &ev))
+            continue;
+        size_t got = ev.len < len ? ev.len : len;
+        bool truncated = ev.size > got;
+        if (got > 0)
+            memcpy(buf, ev.data, got);
+        count_received(ep, got, truncated);
+        if (from != NULL)
+            *from = src;
+        if (info != NULL)
+            *info = (nk_udp_recv_info){
+                .len = got, .size = ev.size, .truncated = truncated};
+        *rc = truncated ? NK_ETRUNC : (int)got;
+        return true;
+    }
+    return false;
 }
 
 static void receive_some(nk_udp_endpoint *ep)
 {
     unsigned budget = ep->opts.max_per_wakeup;
     bool got_any = false;
+    if (!ep->receiving)
+        return; /* paused: datagrams and errors wait */
+    if (ep->rnext < ep->rfilled) {
+        unsigned kept = ep->rfilled - ep->rnext;
+        deliver_read(ep);
+        budget = kept < budget ? budget - kept : 0;
+    }
     /* The error queue is read when something says it has entries: a send
      * or receive that returned a late ICMP error, or a wakeup that brought
      * no datagram (the queue makes the socket report an error condition
@@ -594,7 +647,7 @@ static void receive_some(nk_udp_endpoint *ep)
         }
         if (r < 0) {
             budget--;
-            if (is_async_error(-r)) {
+            if (nk__is_icmp_error(-r)) {
                 /* With the error queue on, the entry there names the
                  * destination; it was (or is now) delivered from there. */
                 if (ep->opts.recv_errors) {
@@ -620,8 +673,9 @@ static void receive_some(nk_udp_endpoint *ep)
         }
         got_any = true;
         ep->backoff_ms = 0;
-        for (int i = 0; i < r && !ep->closing && ep->receiving; i++)
-            deliver_datagram(ep, (unsigned)i);
+        ep->rnext = 0;
+        ep->rfilled = (unsigned)r;
+        deliver_read(ep);
         if ((unsigned)r < n)
             return; /* the socket is drained */
         budget -= (unsigned)r;
@@ -640,6 +694,14 @@ static void on_io(nk_io *io, unsigned events, void *user)
         free_endpoint(ep);
 }
 
+/* Resumed with datagrams kept from a pause: deliver them now, since the
+ * socket may have nothing new to wake the endpoint. */
+static void on_resume(nk_loop *loop, void *user)
+{
+    (void)loop;
+    on_io(NULL, 0, user);
+}
+
 static void on_backoff(nk_timer *t, void *user)
 {
     (void)t;
@@ -648,22 +710,21 @@ static void on_backoff(nk_timer *t, void *user)
         (void)nk__io_set(&ep->io, NK_READ);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
                          int timeout_ms, nk_addr *from,
                          nk_udp_recv_info *info)
 {
-    if (ep == NULL || (buf == NULL && len > 0))
+    /* The result is an int: a buffer over INT_MAX bytes cannot be
+     * answered (and no datagram needs one); -1 is the only wait forever. */
+    if (ep == NULL || (buf == NULL && len > 0) || len > INT_MAX ||
+        timeout_ms < -1)
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
-    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+    int kept;
+    if (recv_kept(ep, buf, len, from, info, &kept))
+        return kept;
+    int64_t deadline = timeout_ms >= 0 ? nk__now_ms() + timeout_ms : -1;
     for (;;) {
         union sa_any name;
         struct iovec iov = {buf, len};
@@ -676,10 +737,7 @@ int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
             size_t size = (size_t)r;
             size_t got = size < len ? size : len;
             bool truncated = (h.msg_flags & MSG_TRUNC) || size > len;
-            ep->stats.datagrams_in++;
-            ep->stats.bytes_in += got;
-            if (truncated)
-                ep->stats.truncated++;
+            count_received(ep, got, truncated);
             if (from != NULL &&
                 nk_addr_from_sockaddr(from, &name.sa, h.msg_namelen) == 0)
                 nk_addr_normalize(from);
@@ -690,15 +748,15 @@ int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
             }
             if (truncated)
                 return NK_ETRUNC;
-            return got > (size_t)INT32_MAX ? INT32_MAX : (int)got;
+            return (int)got;
         }
         int e = errno;
         if (e == EINTR)
             continue;
         if (e != EAGAIN && e != EWOULDBLOCK) {
-            if (is_async_error(e))
+            if (nk__is_icmp_error(e))
                 ep->stats.async_errors++;
-            if (is_async_error(e) && ep->opts.recv_errors)
+            if (nk__is_icmp_error(e) && ep->opts.recv_errors)
                 drain_errors(ep, false);
             return -e;
         }
@@ -706,7 +764,7 @@ int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
             drain_errors(ep, false); /* else POLLERR would never clear */
         int wait = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - nk__now_ms();
             if (left <= 0)
                 return -ETIMEDOUT;
             wait = left > INT32_MAX ? INT32_MAX : (int)left;
@@ -724,6 +782,8 @@ int nk_udp_endpoint_set_receiving(nk_udp_endpoint *ep, bool on)
     if (ep->closing)
         return NK_ECLOSED;
     ep->receiving = on;
+    if (on && ep->rnext < ep->rfilled)
+        nk__loop_defer_task(ep->loop, &ep->resume, on_resume, ep);
     /* While backing off after an error, the timer turns reading back on. */
     if (nk__timer_active(&ep->backoff))
         return 0;
@@ -772,7 +832,7 @@ void nk_udp_endpoint_get_stats(const nk_udp_endpoint *ep,
 int nk_udp_endpoint_multicast(nk_udp_endpoint *ep, const nk_addr *group,
                               unsigned ifindex, bool join)
 {
-    if (ep == NULL || group == NULL)
+    if (ep == NULL || group == NULL || ifindex > INT_MAX)
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
