@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "netkit/error.h"
 #include "siphash.h"
+#include "sock.h"
 
 /* Control datagrams start with a NUL byte, which no text chat line has. */
 static const uint8_t magic_hello[8] = {0, 'n', 'k', 'r', 'o', 'o', 'm', 'H'};
@@ -146,11 +147,6 @@ static void touch(struct nk__room_core *c, uint32_t i, uint64_t now)
 uint32_t nk__room_find(struct nk__room_core *c, const nk_addr *a)
 {
     return nk__room_table_find(&c->table, a, member_key, c);
-}
-
-const nk_addr *nk__room_member_addr(const struct nk__room_core *c, uint32_t idx)
-{
-    return &c->members[idx].addr;
 }
 
 static uint32_t add_member(struct nk__room_core *c, const nk_addr *a,
@@ -511,10 +507,10 @@ size_t nk__room_targets(struct nk__room_core *c, const nk_addr *sender,
     return n;
 }
 
-static bool is_refusal(int err)
+void nk__room_delivered(struct nk__room_core *c, size_t n, size_t len)
 {
-    return err == -ECONNREFUSED || err == -EHOSTUNREACH ||
-           err == -ENETUNREACH || err == -EHOSTDOWN;
+    c->stats.deliveries_out += n;
+    c->stats.bytes_out += (uint64_t)n * len;
 }
 
 void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
@@ -524,18 +520,51 @@ void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
         c->stats.delivery_drops++;
         return;
     }
-    if (!is_refusal(err)) {
+    if (!nk__is_icmp_error(-err) || dst == NULL) {
         c->stats.send_errors++;
         return;
     }
     c->stats.unreachable++;
-    uint32_t i = dst != NULL ? nk__room_find(c, dst) : NK__ROOM_NONE;
+    uint32_t i = nk__room_find(c, dst);
     if (i == NK__ROOM_NONE)
         return;
     struct nk__room_member *m = &c->members[i];
     m->refused++;
     if (c->cfg.unreachable_limit > 0 && m->refused >= c->cfg.unreachable_limit)
         remove_index(c, i, NK_ROOM_LEAVE_UNREACHABLE);
+}
+
+void nk__room_count_drop(struct nk__room_core *c, nk_room_drop_reason why)
+{
+    c->stats.drops[why]++;
+}
+
+void nk__room_set_local_ips(struct nk__room_core *c, const nk_addr *ips,
+                            size_t n)
+{
+    c->local_ips = ips;
+    c->local_ip_count = ips != NULL ? n : 0;
+}
+
+void nk__room_get_stats(const struct nk__room_core *c, nk_udp_room_stats *out)
+{
+    *out = c->stats;
+    out->table_probes = c->table.probes;
+    out->table_max_probe = c->table.max_probe;
+}
+
+int nk__room_member_info(struct nk__room_core *c, const nk_addr *a,
+                         uint64_t now, nk_udp_room_member_info *out)
+{
+    uint32_t i = nk__room_find(c, a);
+    if (i == NK__ROOM_NONE)
+        return NK_EINVAL;
+    const struct nk__room_member *m = &c->members[i];
+    out->bytes_in = m->bytes_in;
+    out->bytes_out = m->bytes_out;
+    out->idle_ms = now > m->last_seen ? now - m->last_seen : 0;
+    out->validated = m->validated;
+    return 0;
 }
 
 int nk_udp_room_client_hello(void *buf, size_t size)

@@ -48,7 +48,23 @@ struct fx {
     bool close_in_hook;
     uint64_t want_in;    /* wait until messages_in reaches this */
     unsigned want_leaves;
+    /* Cascades: members in order of joining, and leaves seen for each. */
+    nk_addr joined[64];
+    unsigned njoined;
+    unsigned left[64];
+    bool remove_newcomer;   /* on_join removes the member that joined */
+    bool purge;             /* on_message "purge" removes every other one */
+    unsigned messages_seen; /* on_message calls */
+    unsigned from_nonmember;/* ... whose sender was not a member */
 };
+
+static int joined_index(const struct fx *f, const nk_addr *a)
+{
+    for (unsigned i = 0; i < f->njoined; i++)
+        if (nk_addr_equal(&f->joined[i], a))
+            return (int)i;
+    return -1;
+}
 
 static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
                     void *user)
@@ -58,6 +74,10 @@ static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
     f->joins++;
     if (ev->members > f->max_members_seen)
         f->max_members_seen = ev->members;
+    if (f->njoined < 64 && joined_index(f, ev->addr) < 0)
+        f->joined[f->njoined++] = *ev->addr;
+    if (f->remove_newcomer)
+        assert_int_equal(nk_udp_room_remove(room, ev->addr), 0);
 }
 
 static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
@@ -68,6 +88,9 @@ static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
     f->leaves++;
     f->last_reason = ev->reason;
     f->last_left = *ev->addr;
+    int i = joined_index(f, ev->addr);
+    if (i >= 0)
+        f->left[i]++;
 }
 
 static char upper_buf[2048];
@@ -75,6 +98,16 @@ static char upper_buf[2048];
 static int on_message(nk_udp_room *room, nk_udp_room_message *msg, void *user)
 {
     struct fx *f = user;
+    nk_udp_room_member_info mi;
+    f->messages_seen++;
+    if (nk_udp_room_member(room, msg->from, &mi) != 0)
+        f->from_nonmember++;
+    if (f->purge && msg->len == 5 && memcmp(msg->data, "purge", 5) == 0) {
+        for (unsigned i = 0; i < f->njoined; i++)
+            if (!nk_addr_equal(&f->joined[i], msg->from))
+                assert_int_equal(nk_udp_room_remove(room, &f->joined[i]), 0);
+        return NK_ROOM_DROP;
+    }
     if (f->close_in_hook) {
         nk_udp_room_close(room);
         f->room = NULL;
@@ -444,6 +477,66 @@ static void test_room_hooks_and_counters(void **state)
     assert_int_equal(f.last_reason, NK_ROOM_LEAVE_REMOVED);
     assert_int_equal(stats(&f).members, 0);
     close(a);
+    room_down(&f);
+}
+
+/* F5: a hook that removes 40 members at once: every one of them gets its
+ * on_leave exactly once, and the counters equal the events. */
+static void test_room_hook_removing_many_reports_every_leave(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    enum { N = 41 };
+    int p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = peer_on("127.0.0.1:0");
+        say(&f, p[i], "", 0);
+    }
+    assert_int_equal(f.njoined, N);
+    f.purge = true;
+    say(&f, p[0], "purge", 5);
+    assert_int_equal(f.leaves, N - 1);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(f.left[i], 1);
+    assert_int_equal(f.left[0], 0);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.leaves, N - 1);
+    assert_int_equal(s.joins, N);
+    assert_int_equal(s.members, 1);
+    assert_int_equal(f.joins, s.joins);
+    for (int i = 0; i < N; i++)
+        close(p[i]);
+    room_down(&f);
+}
+
+/* A newcomer removed by on_join: the datagram that made it join is not
+ * relayed (counted as NK_ROOM_DROP_SENDER_GONE), and on_message never sees
+ * a sender that is not a member. */
+static void test_room_newcomer_removed_in_on_join_is_not_relayed(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int a = peer_on("127.0.0.1:0");
+    int b = peer_on("127.0.0.1:0");
+    say(&f, a, "", 0);
+    f.remove_newcomer = true;
+    say(&f, b, "hi", 2);
+    expect_nothing(a);
+    expect_nothing(b);
+    assert_int_equal(f.from_nonmember, 0);
+    assert_int_equal(f.messages_seen, 0);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.relayed, 0);
+    assert_int_equal(s.deliveries_out, 0);
+    assert_int_equal(s.drops[NK_ROOM_DROP_SENDER_GONE], 1);
+    assert_int_equal(s.joins, 2);
+    assert_int_equal(s.leaves, 1);
+    assert_int_equal(f.leaves, 1);
+    assert_int_equal(s.members, 1);
+    close(a);
+    close(b);
     room_down(&f);
 }
 
@@ -961,6 +1054,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_room_member_cap_under_flood),
         cmocka_unit_test(test_room_leave_message),
         cmocka_unit_test(test_room_hooks_and_counters),
+        cmocka_unit_test(test_room_hook_removing_many_reports_every_leave),
+        cmocka_unit_test(test_room_newcomer_removed_in_on_join_is_not_relayed),
         cmocka_unit_test(test_room_rate_limit_per_source),
         cmocka_unit_test(test_room_empty_and_oversized_not_relayed),
         cmocka_unit_test(test_room_dead_member_evicted_others_served),
