@@ -248,8 +248,15 @@ static bool rate_ok(struct nk__room_core *c, struct nk__room_member *m,
         return true;
     uint64_t cap = (uint64_t)c->cfg.rate_burst * 1000;
     if (now > m->tokens_at) {
-        uint64_t add = (now - m->tokens_at) * c->cfg.rate_limit;
-        m->tokens = add >= cap - m->tokens ? cap : m->tokens + add;
+        /* After a long silence the product may not fit in 64 bits: the
+         * bucket is full then. */
+        uint64_t add;
+        if (__builtin_mul_overflow(now - m->tokens_at,
+                                   (uint64_t)c->cfg.rate_limit, &add) ||
+            add >= cap - m->tokens)
+            m->tokens = cap;
+        else
+            m->tokens += add;
         m->tokens_at = now;
     }
     if (m->tokens < 1000)
@@ -355,8 +362,11 @@ static bool within_budget(const struct nk__room_core *c,
      * by the time-to-live, the cap and the rate limit instead. */
     if (m->validated || !c->cfg.validate)
         return true;
-    uint64_t budget = m->bytes_in * c->cfg.amplification;
-    return m->bytes_out + len <= budget;
+    uint64_t budget;
+    if (__builtin_mul_overflow(m->bytes_in, (uint64_t)c->cfg.amplification,
+                               &budget))
+        return true; /* beyond 2^64 bytes: no limit left to enforce */
+    return m->bytes_out <= budget && len <= budget - m->bytes_out;
 }
 
 static void maybe_challenge(struct nk__room_core *c, struct nk__room_member *m,

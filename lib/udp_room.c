@@ -286,7 +286,7 @@ static int check_opts(const nk_udp_room_opts *o)
     if (o->leave_message != NULL &&
         (o->leave_message[0] == '\0' || strlen(o->leave_message) > 63))
         return NK_EINVAL;
-    if (o->rcvbuf < 0 || o->sndbuf < 0)
+    if (o->amplification < 1 || o->rcvbuf < 0 || o->sndbuf < 0)
         return NK_EINVAL;
     return 0;
 }

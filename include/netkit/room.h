@@ -127,7 +127,8 @@ typedef struct nk_udp_room_opts {
     uint32_t rate_burst;
     /** Validated mode (see the file comment). Default false. */
     bool validate;
-    /** Byte budget multiple for unvalidated members. Default 3. */
+    /** Byte budget multiple for unvalidated members (1 or more). Default
+     * 3. */
     unsigned amplification;
     /** Refused deliveries before a member is dropped; 0 never. Default 3. */
     unsigned unreachable_limit;
@@ -239,8 +240,8 @@ typedef struct nk_udp_room_member_info {
  * @param hooks Hooks (copied), NULL for none.
  * @param user  Passed to the hooks.
  * @param out   Receives the room.
- * @return 0, NK_EINVAL (NULL, option out of range), -ENOMEM, or any code of
- * nk_udp_endpoint_bind(). Loop thread only.
+ * @return 0, NK_EINVAL (NULL, option out of range; nothing is allocated
+ * then), -ENOMEM, or any code of nk_udp_endpoint_bind(). Loop thread only.
  */
 NK_API int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
                             const nk_udp_room_opts *opts,
