@@ -524,36 +524,44 @@ static void count_received(nk_udp_endpoint *ep, size_t stored, bool truncated)
         ep->stats.truncated++;
 }
 
-/* The datagram in receive slot @i as an event (@from: its source); false
- * for a source that cannot come from a UDP socket. */
-static bool take_slot(nk_udp_endpoint *ep, unsigned i, nk_addr *from,
-                      nk_udp_recv_event *ev)
+/* The source of the datagram in receive slot @i; false for one that
+ * cannot come from a UDP socket (not IPv4 or IPv6). */
+static inline bool slot_source(const nk_udp_endpoint *ep, unsigned i,
+                               nk_addr *from)
 {
-    struct mmsghdr *m = &ep->rmsg[i];
-    size_t size = m->msg_len; /* real size: received with MSG_TRUNC */
-    size_t len = size < ep->opts.max_datagram ? size : ep->opts.max_datagram;
-    bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > len;
     const union sa_any *name = &ep->rname[i];
-    if (name->sa.sa_family == AF_INET
-        && m->msg_hdr.msg_namelen >= sizeof name->v4) {
+    socklen_t namelen = ep->rmsg[i].msg_hdr.msg_namelen;
+    if (name->sa.sa_family == AF_INET && namelen >= sizeof name->v4) {
         /* An IPv4 socket's source, the common case: what
          * nk_addr_from_sockaddr() makes of it, built in place. */
         memset(from, 0, sizeof *from);
         from->u.v4 = name->v4;
         from->len = sizeof name->v4;
-    } else {
-        if (nk_addr_from_sockaddr(from, &name->sa,
-                                  m->msg_hdr.msg_namelen) < 0)
-            return false;
-        nk_addr_normalize(from);
+        return true;
     }
-    *ev = (nk_udp_recv_event){.error = 0,
-                              .from = from,
-                              .data = ep->riov[i].iov_base,
-                              .len = len,
-                              .size = size,
-                              .truncated = truncated};
+    if (nk_addr_from_sockaddr(from, &name->sa, namelen) < 0)
+        return false;
+    nk_addr_normalize(from);
     return true;
+}
+
+static void deliver_datagram(nk_udp_endpoint *ep, unsigned i)
+{
+    const struct mmsghdr *m = &ep->rmsg[i];
+    size_t size = m->msg_len; /* real size: received with MSG_TRUNC */
+    size_t len = size < ep->opts.max_datagram ? size : ep->opts.max_datagram;
+    bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > len;
+    nk_addr from;
+    if (!slot_source(ep, i, &from))
+        return;
+    count_received(ep, len, truncated);
+    nk_udp_recv_event ev = {.error = 0,
+                            .from = &from,
+                            .data = ep->riov[i].iov_base,
+                            .len = len,
+                            .size = size,
+                            .truncated = truncated};
+    ep->cb(ep, &ev, ep->user);
 }
 
 /* Deliver the datagrams read and not yet delivered, in order, until the
@@ -563,14 +571,8 @@ static void deliver_read(nk_udp_endpoint *ep)
 {
     /* ep->rnext, not a local: nk_udp_endpoint_recv() called from the
      * callback takes kept datagrams too. */
-    while (ep->rnext < ep->rfilled && !ep->closing && ep->receiving) {
-        nk_addr from;
-        nk_udp_recv_event ev;
-        if (!take_slot(ep, ep->rnext++, &from, &ev))
-            continue;
-        count_received(ep, ev.len, ev.truncated);
-        ep->cb(ep, &ev, ep->user);
-    }
+    while (ep->rnext < ep->rfilled && !ep->closing && ep->receiving)
+        deliver_datagram(ep, ep->rnext++);
 }
 
 /* For nk_udp_endpoint_recv(): the first datagram kept from a paused batch,
@@ -580,20 +582,24 @@ static bool recv_kept(nk_udp_endpoint *ep, void *buf, size_t len,
                       nk_addr *from, nk_udp_recv_info *info, int *rc)
 {
     while (ep->rnext < ep->rfilled) {
+        unsigned i = ep->rnext++;
         nk_addr src;
-        nk_udp_recv_event ev;
-        if (!take_slot(ep, ep->rnext++, &src, &ev))
+        if (!slot_source(ep, i, &src))
             continue;
-        size_t got = ev.len < len ? ev.len : len;
-        bool truncated = ev.size > got;
+        const struct mmsghdr *m = &ep->rmsg[i];
+        size_t size = m->msg_len;
+        size_t stored = size < ep->opts.max_datagram ? size
+                                                     : ep->opts.max_datagram;
+        size_t got = stored < len ? stored : len;
+        bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > got;
         if (got > 0)
-            memcpy(buf, ev.data, got);
+            memcpy(buf, ep->riov[i].iov_base, got);
         count_received(ep, got, truncated);
         if (from != NULL)
             *from = src;
         if (info != NULL)
             *info = (nk_udp_recv_info){
-                .len = got, .size = ev.size, .truncated = truncated};
+                .len = got, .size = size, .truncated = truncated};
         *rc = truncated ? NK_ETRUNC : (int)got;
         return true;
     }

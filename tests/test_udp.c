@@ -47,6 +47,8 @@ struct seen {
     bool echo;              /* reply with the datagram */
     bool close_in_cb;
     unsigned pause_at;      /* pause receiving when datagrams reaches it */
+    unsigned recv_at;       /* ... take one with nk_udp_endpoint_recv() */
+    uint32_t recv_seq;      /* what that took */
 };
 
 static void on_recv(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
@@ -81,6 +83,13 @@ static void on_recv(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
         nk_udp_endpoint_close(ep);
     if (s->pause_at != 0 && s->datagrams == s->pause_at)
         assert_int_equal(nk_udp_endpoint_set_receiving(ep, false), 0);
+    if (s->recv_at != 0 && s->datagrams == s->recv_at) {
+        assert_int_equal(nk_udp_endpoint_recv(ep, &s->recv_seq,
+                                              sizeof s->recv_seq, 0, NULL,
+                                              NULL),
+                         4);
+        s->next_seq = s->recv_seq + 1;
+    }
 }
 
 static bool seen_enough(void *arg)
@@ -694,6 +703,31 @@ static void test_udp_pause_in_callback_keeps_the_batch(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* A blocking receive from inside the callback, mid-batch, takes the next
+ * datagram of the batch (not a newer one from the socket), and the
+ * callbacks go on after it, in order. */
+static void test_udp_recv_in_callback_takes_the_next_of_the_batch(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    struct seen s = {.in_order = true, .recv_at = 2};
+    nk_addr local;
+    nk_udp_endpoint *ep = bind_on(loop, "127.0.0.1:0", NULL, &s, &local);
+    int p = nkt_udp_socket(AF_INET, NULL);
+    assert_true(p >= 0);
+    send_seq(p, &local, 0, 10);
+    wait_for(loop, &s, 9);
+    assert_int_equal(s.recv_seq, 2);
+    assert_true(s.in_order);
+    assert_int_equal(s.next_seq, 10);
+    nk_udp_endpoint_stats st;
+    nk_udp_endpoint_get_stats(ep, &st);
+    assert_int_equal(st.datagrams_in, 10);
+    close(p);
+    nk_udp_endpoint_close(ep);
+    nkt_loop_free_empty(loop);
+}
+
 /* Receiving and answering allocates nothing: the buffers are built once. */
 static void test_udp_echo_allocates_nothing(void **state)
 {
@@ -771,6 +805,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_udp_bad_arguments),
         cmocka_unit_test(test_udp_pause_and_resume),
         cmocka_unit_test(test_udp_pause_in_callback_keeps_the_batch),
+        cmocka_unit_test(test_udp_recv_in_callback_takes_the_next_of_the_batch),
         cmocka_unit_test(test_udp_multicast_join_and_leave),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
