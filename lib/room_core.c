@@ -323,8 +323,9 @@ static bool is_leave(const struct nk__room_core *c, const uint8_t *d,
 
 /* ---- cookies ---- */
 
-void nk__room_cookie(const struct nk__room_core *c, const nk_addr *a,
-                     uint64_t slot, uint8_t out[16])
+/* The cookie for @a in time slot @slot. */
+static void cookie_for(const struct nk__room_core *c, const nk_addr *a,
+                       uint64_t slot, uint8_t out[16])
 {
     uint64_t in[3];
     in[0] = nk_addr_hash(a, c->cookie_key);
@@ -343,7 +344,7 @@ static bool cookie_ok(const struct nk__room_core *c, const nk_addr *a,
     uint64_t slot = now / c->cfg.cookie_period_ms;
     for (int back = 0; back < 2 && (uint64_t)back <= slot; back++) {
         uint8_t want[16];
-        nk__room_cookie(c, a, slot - (uint64_t)back, want);
+        cookie_for(c, a, slot - (uint64_t)back, want);
         /* Constant time: the comparison must not reveal a prefix. */
         uint8_t diff = 0;
         for (size_t i = 0; i < sizeof want; i++)
@@ -376,7 +377,7 @@ static void maybe_challenge(struct nk__room_core *c, struct nk__room_member *m,
         !within_budget(c, m, NK_ROOM_COOKIE_MSG_LEN))
         return;
     memcpy(c->reply, magic_challenge, 8);
-    nk__room_cookie(c, &m->addr, now / c->cfg.cookie_period_ms, c->reply + 8);
+    cookie_for(c, &m->addr, now / c->cfg.cookie_period_ms, c->reply + 8);
     m->bytes_out += NK_ROOM_COOKIE_MSG_LEN;
     c->stats.challenges++;
     out->reply = c->reply;

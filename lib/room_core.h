@@ -212,8 +212,4 @@ int nk__room_remove(struct nk__room_core *c, const nk_addr *a,
 /* Member lookup (NK__ROOM_NONE if absent). */
 uint32_t nk__room_find(struct nk__room_core *c, const nk_addr *a);
 
-/* The cookie for @a in time slot @slot (16 bytes into @out). */
-void nk__room_cookie(const struct nk__room_core *c, const nk_addr *a,
-                     uint64_t slot, uint8_t out[16]);
-
 #endif

@@ -370,7 +370,11 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
                 && (m->data != NULL || m->len == 0)) {
                 /* What fill_slot() does for the common case, an IPv4
                  * destination on an IPv4 socket, with the slot arrays in
-                 * locals: this runs once per datagram of a fan-out. */
+                 * locals: this runs once per datagram of a fan-out.
+                 * Measured (bench/cg_one.sh, callgrind): through
+                 * fill_slot() instead, a 64-member room costs 102.9
+                 * instructions per delivery instead of 97.0, and the UDP
+                 * echo 248.9 per datagram instead of 245. */
                 sname[n].v4 = to->u.v4;
                 smsg[n].msg_hdr.msg_name = &sname[n];
                 smsg[n].msg_hdr.msg_namelen = sizeof sname[n].v4;
@@ -533,7 +537,10 @@ static inline bool slot_source(const nk_udp_endpoint *ep, unsigned i,
     socklen_t namelen = ep->rmsg[i].msg_hdr.msg_namelen;
     if (name->sa.sa_family == AF_INET && namelen >= sizeof name->v4) {
         /* An IPv4 socket's source, the common case: what
-         * nk_addr_from_sockaddr() makes of it, built in place. */
+         * nk_addr_from_sockaddr() makes of it, built in place. Measured
+         * (bench/cg_one.sh, callgrind): through nk_addr_from_sockaddr()
+         * and nk_addr_normalize() instead, the UDP echo costs 287 user
+         * instructions per datagram instead of 245. */
         memset(from, 0, sizeof *from);
         from->u.v4 = name->v4;
         from->len = sizeof name->v4;
