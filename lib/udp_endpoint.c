@@ -816,13 +816,17 @@ int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out)
 {
     if (ep == NULL || out == NULL || !ep->connected)
         return NK_EINVAL;
+    if (ep->closing)
+        return NK_ECLOSED;
     *out = ep->peer;
     return 0;
 }
 
 int nk_udp_endpoint_fd(const nk_udp_endpoint *ep)
 {
-    return ep != NULL ? ep->fd : NK_EINVAL;
+    if (ep == NULL)
+        return NK_EINVAL;
+    return ep->closing ? NK_ECLOSED : ep->fd;
 }
 
 nk_loop *nk_udp_endpoint_loop(const nk_udp_endpoint *ep)

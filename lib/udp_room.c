@@ -415,6 +415,8 @@ int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
 {
     if (room == NULL || member == NULL || out == NULL)
         return NK_EINVAL;
+    if (room->closing)
+        return NK_ECLOSED;
     nk_addr a = *member;
     nk_addr_normalize(&a);
     /* The lookup counts its probes: a statistic, not the room's state. */
@@ -424,8 +426,10 @@ int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
 
 int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member)
 {
-    if (room == NULL || member == NULL || room->closing)
+    if (room == NULL || member == NULL)
         return NK_EINVAL;
+    if (room->closing)
+        return NK_ECLOSED;
     nk_addr a = *member;
     nk_addr_normalize(&a);
     int rc = nk__room_remove(&room->core, &a, NK_ROOM_LEAVE_REMOVED);

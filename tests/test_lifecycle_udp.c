@@ -1,7 +1,8 @@
 /* F1, F3 and F5 of the reliability matrix for the UDP handles: from inside
  * each callback of an endpoint (a datagram, an error event) and each hook
  * of a room (on_join, on_leave, on_message), close the handle itself
- * (once, or twice: the second close of a pending one does nothing), close
+ * (once, or twice: the second close of a pending one does nothing, and
+ * every other call on it returns NK_ECLOSED), close
  * another live endpoint or room, pause, remove the member concerned or
  * every member, and combinations. One table; each row runs in a fresh
  * world of two endpoints, two rooms and a canary endpoint on one loop.
@@ -94,6 +95,35 @@ static void remove_member(struct world *w, const nk_addr *a)
         w->removed[i] = true;
 }
 
+/* Closed from inside its own callback and not freed yet: every call on
+ * the handle says so. */
+static void closed_calls_say_so(struct world *w, bool room)
+{
+    nk_addr a;
+    char buf[4];
+    if (room) {
+        nk_udp_room_member_info mi;
+        assert_int_equal(nk_udp_room_local_addr(w->room, &a), NK_ECLOSED);
+        assert_int_equal(nk_udp_room_member(w->room, &w->seen[0], &mi),
+                         NK_ECLOSED);
+        assert_int_equal(nk_udp_room_remove(w->room, &w->seen[0]),
+                         NK_ECLOSED);
+        return;
+    }
+    nk_udp_msg m = {.data = "x", .len = 1, .to = &w->dead};
+    assert_int_equal(nk_udp_endpoint_send_to(w->ep, "x", 1, &w->dead),
+                     NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_send_batch(w->ep, &m, 1), NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_recv(w->ep, buf, sizeof buf, 0, NULL,
+                                          NULL),
+                     NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_set_receiving(w->ep, true), NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_local_addr(w->ep, &a), NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_fd(w->ep), NK_ECLOSED);
+    assert_int_equal(nk_udp_endpoint_multicast(w->ep, &w->dead, 0, true),
+                     NK_ECLOSED);
+}
+
 /* The row's action, once, from inside the first callback of kind @where
  * after the trigger. @concerned: the member a room hook is about (NULL for
  * the endpoint's callback). */
@@ -138,6 +168,8 @@ static void act(struct world *w, enum cb_kind where, const nk_addr *concerned)
             w->room_closed = true;
         else
             w->ep_closed = true;
+        if (a & A_CLOSE_TWICE)
+            closed_calls_say_so(w, room);
     }
 }
 

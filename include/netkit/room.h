@@ -52,7 +52,8 @@
  * until nk_udp_room_close(), the rule of every handle (see netkit/loop.h):
  * after the close the pointer is invalid, as after free(). A second close
  * while the first is still pending (the room closed from one of its own
- * hooks, freed when the hook returns) is a harmless no-op.
+ * hooks, freed when the hook returns) is a harmless no-op, and the other
+ * calls on it return NK_ECLOSED until the hook returns.
  */
 #ifndef NETKIT_ROOM_H
 #define NETKIT_ROOM_H
@@ -280,7 +281,8 @@ NK_API void nk_udp_room_get_stats(const nk_udp_room *room,
  * @param room   The room.
  * @param member The member's address.
  * @param out    Receives what the room knows.
- * @return 0, or NK_EINVAL (NULL, or not a member).
+ * @return 0, NK_EINVAL (NULL, or not a member), NK_ECLOSED (closed from
+ * a hook, not yet freed).
  */
 NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
                               nk_udp_room_member_info *out);
@@ -292,7 +294,8 @@ NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
  * sender removed before its relay is not relayed.
  * @param room   The room.
  * @param member The member's address.
- * @return 0, or NK_EINVAL (not a member).
+ * @return 0, NK_EINVAL (NULL, or not a member), NK_ECLOSED (closed from a
+ * hook, not yet freed).
  */
 NK_API int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member);
 

@@ -32,7 +32,8 @@
  * creates it until nk_udp_endpoint_close(), the rule of every handle (see
  * netkit/loop.h): after the close the pointer is invalid, as after free().
  * A second close while the first is still pending (the endpoint closed from
- * inside its own callback, freed when that returns) is a harmless no-op.
+ * inside its own callback, freed when that returns) is a harmless no-op,
+ * and the other calls on it return NK_ECLOSED until the callback returns.
  */
 #ifndef NETKIT_UDP_H
 #define NETKIT_UDP_H
@@ -297,7 +298,8 @@ NK_API int nk_udp_endpoint_local_addr(const nk_udp_endpoint *ep, nk_addr *out);
  * @brief The connected peer's address.
  * @param ep  The endpoint.
  * @param out Receives the address.
- * @return 0, NK_EINVAL (NULL, or the endpoint is not connected).
+ * @return 0, NK_EINVAL (NULL, or the endpoint is not connected),
+ * NK_ECLOSED.
  */
 NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
 
@@ -305,7 +307,8 @@ NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
  * @brief The socket, for options the library does not wrap. Do not close
  * it or read from it while a loop delivers its datagrams.
  * @param ep The endpoint.
- * @return The fd, owned by the endpoint.
+ * @return The fd, owned by the endpoint; NK_EINVAL for NULL, NK_ECLOSED
+ * once closed (from inside its own callback).
  */
 NK_API int nk_udp_endpoint_fd(const nk_udp_endpoint *ep);
 
