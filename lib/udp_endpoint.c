@@ -261,17 +261,12 @@ void nk_udp_endpoint_close(nk_udp_endpoint *ep)
 static int dest_for(const nk_udp_endpoint *ep, const nk_addr *to,
                     union sa_any *out, socklen_t *len, size_t *limit)
 {
-    /* nk_addr_family(), inlined: this runs once per datagram sent. */
+    /* nk_addr_family(), inlined: on an IPv6 socket this runs once per
+     * datagram sent (IPv4 destinations on an IPv4 socket are filled in
+     * nk_udp_endpoint_send_batch() directly). */
     int fam = to->len ? to->u.sa.sa_family : 0;
     if (fam != AF_INET && fam != AF_INET6)
         return NK_EINVAL;
-    if (fam == AF_INET && ep->family == AF_INET) {
-        /* The common case first: no mapping, a fixed-size copy. */
-        out->v4 = to->u.v4;
-        *len = sizeof out->v4;
-        *limit = NK_UDP_MAX_IPV4;
-        return 0;
-    }
     memset(out, 0, sizeof *out);
     if (fam == AF_INET && ep->family == AF_INET6) {
         out->v6.sin6_family = AF_INET6;
