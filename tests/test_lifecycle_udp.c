@@ -1,6 +1,7 @@
 /* F1, F3 and F5 of the reliability matrix for the UDP handles: from inside
  * each callback of an endpoint (a datagram, an error event) and each hook
- * of a room (on_join, on_leave, on_message), close the handle itself
+ * of a room (on_join, on_leave from a datagram and from the expiry timer,
+ * on_message), close the handle itself
  * (once, or twice: the second close of a pending one does nothing, and
  * every other call on it returns NK_ECLOSED), close
  * another live endpoint or room, pause, remove the member concerned or
@@ -41,10 +42,11 @@
 #define MAX_SEEN 8  /* members, the newcomer included */
 #define BATCH 10    /* datagrams to the endpoint in one batch */
 #define AFTER 3     /* datagrams to each handle after the trigger */
+#define TTL_MS 500  /* the members' time-to-live in the expiry rows */
 
 /* Where the action runs. */
 enum cb_kind { CB_EP_DATA, CB_EP_ERROR, CB_ROOM_JOIN, CB_ROOM_LEAVE,
-               CB_ROOM_MESSAGE };
+               CB_ROOM_MESSAGE, CB_ROOM_LEAVE_TTL };
 
 /* What it does (a combination). */
 enum {
@@ -242,7 +244,8 @@ static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
     int i = seen_index(w, ev->addr);
     if (i >= 0)
         w->left[i]++;
-    act(w, CB_ROOM_LEAVE, ev->addr);
+    act(w, ev->reason == NK_ROOM_LEAVE_TTL ? CB_ROOM_LEAVE_TTL : CB_ROOM_LEAVE,
+        ev->addr);
 }
 
 static int on_message(nk_udp_room *room, nk_udp_room_message *msg,
@@ -306,6 +309,8 @@ static nk_udp_room *room(struct world *w, const nk_udp_room_hooks *h,
     nk_addr a = loopback();
     nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
     o.leave_message = "bye";
+    if (w->cb == CB_ROOM_LEAVE_TTL && h->on_join == on_join)
+        o.member_ttl_ms = TTL_MS;
     nk_udp_room *r = NULL;
     assert_int_equal(nk_udp_room_open(w->loop, &a, &o, h, w, &r), 0);
     assert_int_equal(nk_udp_room_local_addr(r, local), 0);
@@ -405,6 +410,8 @@ static void trigger(struct world *w)
     case CB_ROOM_MESSAGE:
         send_to(w->member_fd[0], "hi", 2, &w->room_addr);
         break;
+    case CB_ROOM_LEAVE_TTL:
+        break; /* the members fall silent: the room's timer expires them */
     }
     assert_int_equal(nkt_run_until(w->loop, fired, w, MAX_ITERS, WAIT_MS,
                                    NULL), 0);
@@ -419,7 +426,9 @@ static void traffic_after(struct world *w)
         send_to(w->peer, &i, sizeof i, &w->ep_addr);
         send_to(w->peer, &i, sizeof i, &w->ep2_addr);
     }
-    send_to(w->member_fd[1], "after", 5, &w->room_addr);
+    /* In the expiry rows a newcomer, which could only expire once. */
+    int sender = w->cb == CB_ROOM_LEAVE_TTL ? MEMBERS : 1;
+    send_to(w->member_fd[sender], "after", 5, &w->room_addr);
     send_to(w->room2_fd, "after", 5, &w->room2_addr);
     send_to(w->peer, "s", 1, &w->canary_addr);
     assert_int_equal(nkt_run_until(w->loop, canary_sang, w, MAX_ITERS,
@@ -488,7 +497,8 @@ static void check_room(struct world *w)
     assert_int_equal(st.joins, w->joins);
     assert_int_equal(st.leaves, w->leaves);
     assert_int_equal(st.members, w->joins - w->leaves);
-    if (w->sender_removed && w->cb != CB_ROOM_LEAVE)
+    if (w->sender_removed && w->cb != CB_ROOM_LEAVE &&
+        w->cb != CB_ROOM_LEAVE_TTL)
         assert_int_equal(st.drops[NK_ROOM_DROP_SENDER_GONE], 1);
 }
 
@@ -591,6 +601,13 @@ static void test_lifecycle_room_on_message(void **state)
     RUN_TABLE(CB_ROOM_MESSAGE, room_actions);
 }
 
+/* on_leave from the time-to-live timer: the room's other dispatch. */
+static void test_lifecycle_room_on_leave_by_expiry(void **state)
+{
+    (void)state;
+    RUN_TABLE(CB_ROOM_LEAVE_TTL, room_actions);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +616,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lifecycle_room_on_join),
         cmocka_unit_test(test_lifecycle_room_on_leave),
         cmocka_unit_test(test_lifecycle_room_on_message),
+        cmocka_unit_test(test_lifecycle_room_on_leave_by_expiry),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }
