@@ -53,10 +53,13 @@ struct fx {
     unsigned njoined;
     unsigned left[64];
     bool remove_newcomer;   /* on_join removes the member that joined */
-    bool purge;             /* on_message "purge" removes every other one */
+    int purge_in;           /* hook that removes every other member, once */
+    bool purged;
     unsigned messages_seen; /* on_message calls */
     unsigned from_nonmember;/* ... whose sender was not a member */
 };
+
+enum { PURGE_ON_JOIN = 1, PURGE_ON_MESSAGE, PURGE_ON_LEAVE };
 
 static int joined_index(const struct fx *f, const nk_addr *a)
 {
@@ -64,6 +67,18 @@ static int joined_index(const struct fx *f, const nk_addr *a)
         if (nk_addr_equal(&f->joined[i], a))
             return (int)i;
     return -1;
+}
+
+/* From hook @hook: remove every member but @keep, the first time. */
+static void purge_from(nk_udp_room *room, struct fx *f, int hook,
+                       const nk_addr *keep)
+{
+    if (f->purge_in != hook || f->purged)
+        return;
+    f->purged = true;
+    for (unsigned i = 0; i < f->njoined; i++)
+        if (!nk_addr_equal(&f->joined[i], keep))
+            assert_int_equal(nk_udp_room_remove(room, &f->joined[i]), 0);
 }
 
 static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
@@ -78,6 +93,7 @@ static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
         f->joined[f->njoined++] = *ev->addr;
     if (f->remove_newcomer)
         assert_int_equal(nk_udp_room_remove(room, ev->addr), 0);
+    purge_from(room, f, PURGE_ON_JOIN, ev->addr);
 }
 
 static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
@@ -91,6 +107,7 @@ static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
     int i = joined_index(f, ev->addr);
     if (i >= 0)
         f->left[i]++;
+    purge_from(room, f, PURGE_ON_LEAVE, ev->addr);
 }
 
 static char upper_buf[2048];
@@ -102,12 +119,7 @@ static int on_message(nk_udp_room *room, nk_udp_room_message *msg, void *user)
     f->messages_seen++;
     if (nk_udp_room_member(room, msg->from, &mi) != 0)
         f->from_nonmember++;
-    if (f->purge && msg->len == 5 && memcmp(msg->data, "purge", 5) == 0) {
-        for (unsigned i = 0; i < f->njoined; i++)
-            if (!nk_addr_equal(&f->joined[i], msg->from))
-                assert_int_equal(nk_udp_room_remove(room, &f->joined[i]), 0);
-        return NK_ROOM_DROP;
-    }
+    purge_from(room, f, PURGE_ON_MESSAGE, msg->from);
     if (f->close_in_hook) {
         nk_udp_room_close(room);
         f->room = NULL;
@@ -480,34 +492,53 @@ static void test_room_hooks_and_counters(void **state)
     room_down(&f);
 }
 
-/* F5: a hook that removes 40 members at once: every one of them gets its
- * on_leave exactly once, and the counters equal the events. */
+/* F5: a hook (on_join, on_message, on_leave) that removes 40 members at
+ * once: every one of them gets its on_leave exactly once, and the counters
+ * equal the events. */
 static void test_room_hook_removing_many_reports_every_leave(void **state)
 {
     (void)state;
-    struct fx f;
-    room_up(&f, "127.0.0.1:0", NULL);
     enum { N = 41 };
-    int p[N];
-    for (int i = 0; i < N; i++) {
-        p[i] = peer_on("127.0.0.1:0");
-        say(&f, p[i], "", 0);
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.leave_message = "bye";
+    const struct {
+        int hook;
+        const char *text; /* from p[0], the one kept (joining last for
+                             on_join) */
+        unsigned leaves;
+    } rows[] = {
+        {PURGE_ON_JOIN, "hi", N - 1},
+        {PURGE_ON_MESSAGE, "hi", N - 1},
+        {PURGE_ON_LEAVE, "bye", N}, /* p[0] itself, then the 40 */
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        print_message("purge from hook %d\n", rows[r].hook);
+        struct fx f;
+        room_up(&f, "127.0.0.1:0", &o);
+        int p[N];
+        for (int i = 0; i < N; i++)
+            p[i] = peer_on("127.0.0.1:0");
+        /* p[0] joins first, or last when its join does the purge. */
+        bool last = rows[r].hook == PURGE_ON_JOIN;
+        for (int i = last ? 1 : 0; i < N; i++)
+            say(&f, p[i], "", 0);
+        f.purge_in = rows[r].hook;
+        say(&f, p[0], rows[r].text, strlen(rows[r].text));
+        assert_true(f.purged);
+        assert_int_equal(f.njoined, N);
+        assert_int_equal(f.leaves, rows[r].leaves);
+        for (unsigned i = 0; i < f.njoined; i++)
+            assert_int_equal(f.left[i], 1u - (i == (last ? N - 1u : 0u) &&
+                                              rows[r].hook != PURGE_ON_LEAVE));
+        nk_udp_room_stats s = stats(&f);
+        assert_int_equal(s.leaves, f.leaves);
+        assert_int_equal(s.joins, f.joins);
+        assert_int_equal(s.joins, N);
+        assert_int_equal(s.members, s.joins - s.leaves);
+        for (int i = 0; i < N; i++)
+            close(p[i]);
+        room_down(&f);
     }
-    assert_int_equal(f.njoined, N);
-    f.purge = true;
-    say(&f, p[0], "purge", 5);
-    assert_int_equal(f.leaves, N - 1);
-    for (int i = 1; i < N; i++)
-        assert_int_equal(f.left[i], 1);
-    assert_int_equal(f.left[0], 0);
-    nk_udp_room_stats s = stats(&f);
-    assert_int_equal(s.leaves, N - 1);
-    assert_int_equal(s.joins, N);
-    assert_int_equal(s.members, 1);
-    assert_int_equal(f.joins, s.joins);
-    for (int i = 0; i < N; i++)
-        close(p[i]);
-    room_down(&f);
 }
 
 /* A newcomer removed by on_join: the datagram that made it join is not
