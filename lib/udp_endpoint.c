@@ -789,8 +789,9 @@ int nk_udp_endpoint_set_receiving(nk_udp_endpoint *ep, bool on)
         return NK_EINVAL;
     if (ep->closing)
         return NK_ECLOSED;
+    bool was_on = ep->receiving;
     ep->receiving = on;
-    if (on && ep->rnext < ep->rfilled)
+    if (on && !was_on && ep->rnext < ep->rfilled)
         nk__loop_defer_task(ep->loop, &ep->resume, on_resume, ep);
     /* While backing off after an error, the timer turns reading back on. */
     if (nk__timer_active(&ep->backoff))
