@@ -6,7 +6,7 @@
  * a dead member (B15), relaying without allocation, fan-out accounting (C3),
  * validation and the amplification budget (D4), close from a hook (B14),
  * a spoofed join (D5) and forged self and room-to-room reflection (D6),
- * with raw sockets. */
+ * with raw sockets; hooks that remove many members or the sender (F5). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,7 +1,8 @@
 /* udp_endpoint: echo over IPv4 and IPv6, truncation reported with the real
  * size (A1), oversized sends refused (A2), empty datagrams (A3), batches in
  * order both ways, asynchronous errors as events (not a dead or spinning
- * loop), blocking receive with a timeout, close from the callback. */
+ * loop), blocking receive with a timeout, close from the callback, and a
+ * pause from the callback that keeps the rest of the batch (F3). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
