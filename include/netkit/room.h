@@ -290,7 +290,7 @@ NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
 /**
  * @brief Remove a member (on_leave with NK_ROOM_LEAVE_REMOVED). Safe from
  * hooks: from a hook, its on_leave runs after the hook returns, before the
- * room goes on; otherwise before this call returns. A datagram from a
+ * room handles another datagram; otherwise before this call returns. A datagram from a
  * sender removed before its relay is not relayed.
  * @param room   The room.
  * @param member The member's address.
