@@ -370,9 +370,9 @@ int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
                  * destination on an IPv4 socket, with the slot arrays in
                  * locals: this runs once per datagram of a fan-out.
                  * Measured (bench/cg_one.sh, callgrind): through
-                 * fill_slot() instead, a 64-member room costs 102.9
-                 * instructions per delivery instead of 97.0, and the UDP
-                 * echo 248.9 per datagram instead of 245. */
+                 * fill_slot() instead, a 64-member room costs 142
+                 * instructions per delivery instead of 97, and the UDP
+                 * echo 287 per datagram instead of 243. */
                 sname[n].v4 = to->u.v4;
                 smsg[n].msg_hdr.msg_name = &sname[n];
                 smsg[n].msg_hdr.msg_namelen = sizeof sname[n].v4;
