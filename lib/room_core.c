@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "netkit/error.h"
 #include "siphash.h"
+#include "sock.h"
 
 /* Control datagrams start with a NUL byte, which no text chat line has. */
 static const uint8_t magic_hello[8] = {0, 'n', 'k', 'r', 'o', 'o', 'm', 'H'};
@@ -148,11 +149,6 @@ uint32_t nk__room_find(struct nk__room_core *c, const nk_addr *a)
     return nk__room_table_find(&c->table, a, member_key, c);
 }
 
-const nk_addr *nk__room_member_addr(const struct nk__room_core *c, uint32_t idx)
-{
-    return &c->members[idx].addr;
-}
-
 static uint32_t add_member(struct nk__room_core *c, const nk_addr *a,
                            uint64_t now, bool validated)
 {
@@ -252,8 +248,15 @@ static bool rate_ok(struct nk__room_core *c, struct nk__room_member *m,
         return true;
     uint64_t cap = (uint64_t)c->cfg.rate_burst * 1000;
     if (now > m->tokens_at) {
-        uint64_t add = (now - m->tokens_at) * c->cfg.rate_limit;
-        m->tokens = add >= cap - m->tokens ? cap : m->tokens + add;
+        /* After a long silence the product may not fit in 64 bits: the
+         * bucket is full then. */
+        uint64_t add;
+        if (__builtin_mul_overflow(now - m->tokens_at,
+                                   (uint64_t)c->cfg.rate_limit, &add) ||
+            add >= cap - m->tokens)
+            m->tokens = cap;
+        else
+            m->tokens += add;
         m->tokens_at = now;
     }
     if (m->tokens < 1000)
@@ -320,8 +323,9 @@ static bool is_leave(const struct nk__room_core *c, const uint8_t *d,
 
 /* ---- cookies ---- */
 
-void nk__room_cookie(const struct nk__room_core *c, const nk_addr *a,
-                     uint64_t slot, uint8_t out[16])
+/* The cookie for @a in time slot @slot. */
+static void cookie_for(const struct nk__room_core *c, const nk_addr *a,
+                       uint64_t slot, uint8_t out[16])
 {
     uint64_t in[3];
     in[0] = nk_addr_hash(a, c->cookie_key);
@@ -340,7 +344,7 @@ static bool cookie_ok(const struct nk__room_core *c, const nk_addr *a,
     uint64_t slot = now / c->cfg.cookie_period_ms;
     for (int back = 0; back < 2 && (uint64_t)back <= slot; back++) {
         uint8_t want[16];
-        nk__room_cookie(c, a, slot - (uint64_t)back, want);
+        cookie_for(c, a, slot - (uint64_t)back, want);
         /* Constant time: the comparison must not reveal a prefix. */
         uint8_t diff = 0;
         for (size_t i = 0; i < sizeof want; i++)
@@ -359,8 +363,11 @@ static bool within_budget(const struct nk__room_core *c,
      * by the time-to-live, the cap and the rate limit instead. */
     if (m->validated || !c->cfg.validate)
         return true;
-    uint64_t budget = m->bytes_in * c->cfg.amplification;
-    return m->bytes_out + len <= budget;
+    uint64_t budget;
+    if (__builtin_mul_overflow(m->bytes_in, (uint64_t)c->cfg.amplification,
+                               &budget))
+        return true; /* beyond 2^64 bytes: no limit left to enforce */
+    return m->bytes_out <= budget && len <= budget - m->bytes_out;
 }
 
 static void maybe_challenge(struct nk__room_core *c, struct nk__room_member *m,
@@ -370,7 +377,7 @@ static void maybe_challenge(struct nk__room_core *c, struct nk__room_member *m,
         !within_budget(c, m, NK_ROOM_COOKIE_MSG_LEN))
         return;
     memcpy(c->reply, magic_challenge, 8);
-    nk__room_cookie(c, &m->addr, now / c->cfg.cookie_period_ms, c->reply + 8);
+    cookie_for(c, &m->addr, now / c->cfg.cookie_period_ms, c->reply + 8);
     m->bytes_out += NK_ROOM_COOKIE_MSG_LEN;
     c->stats.challenges++;
     out->reply = c->reply;
@@ -511,10 +518,10 @@ size_t nk__room_targets(struct nk__room_core *c, const nk_addr *sender,
     return n;
 }
 
-static bool is_refusal(int err)
+void nk__room_delivered(struct nk__room_core *c, size_t n, size_t len)
 {
-    return err == -ECONNREFUSED || err == -EHOSTUNREACH ||
-           err == -ENETUNREACH || err == -EHOSTDOWN;
+    c->stats.deliveries_out += n;
+    c->stats.bytes_out += (uint64_t)n * len;
 }
 
 void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
@@ -524,18 +531,51 @@ void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
         c->stats.delivery_drops++;
         return;
     }
-    if (!is_refusal(err)) {
+    if (!nk__is_icmp_error(-err) || dst == NULL) {
         c->stats.send_errors++;
         return;
     }
     c->stats.unreachable++;
-    uint32_t i = dst != NULL ? nk__room_find(c, dst) : NK__ROOM_NONE;
+    uint32_t i = nk__room_find(c, dst);
     if (i == NK__ROOM_NONE)
         return;
     struct nk__room_member *m = &c->members[i];
     m->refused++;
     if (c->cfg.unreachable_limit > 0 && m->refused >= c->cfg.unreachable_limit)
         remove_index(c, i, NK_ROOM_LEAVE_UNREACHABLE);
+}
+
+void nk__room_count_drop(struct nk__room_core *c, nk_room_drop_reason why)
+{
+    c->stats.drops[why]++;
+}
+
+void nk__room_set_local_ips(struct nk__room_core *c, const nk_addr *ips,
+                            size_t n)
+{
+    c->local_ips = ips;
+    c->local_ip_count = ips != NULL ? n : 0;
+}
+
+void nk__room_get_stats(const struct nk__room_core *c, nk_udp_room_stats *out)
+{
+    *out = c->stats;
+    out->table_probes = c->table.probes;
+    out->table_max_probe = c->table.max_probe;
+}
+
+int nk__room_member_info(struct nk__room_core *c, const nk_addr *a,
+                         uint64_t now, nk_udp_room_member_info *out)
+{
+    uint32_t i = nk__room_find(c, a);
+    if (i == NK__ROOM_NONE)
+        return NK_EINVAL;
+    const struct nk__room_member *m = &c->members[i];
+    out->bytes_in = m->bytes_in;
+    out->bytes_out = m->bytes_out;
+    out->idle_ms = now > m->last_seen ? now - m->last_seen : 0;
+    out->validated = m->validated;
+    return 0;
 }
 
 int nk_udp_room_client_hello(void *buf, size_t size)

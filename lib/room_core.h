@@ -156,14 +156,47 @@ void nk__room_input(struct nk__room_core *c, const nk_addr *src,
 size_t nk__room_targets(struct nk__room_core *c, const nk_addr *sender,
                         size_t len, const uint32_t **out);
 
-/* The address of member @idx. */
-const nk_addr *nk__room_member_addr(const struct nk__room_core *c,
-                                    uint32_t idx);
+/* The address of member @idx (an index from nk__room_targets()). Inline:
+ * the fan-out asks once per delivery. */
+static inline const nk_addr *nk__room_member_addr(
+    const struct nk__room_core *c, uint32_t idx)
+{
+    return &c->members[idx].addr;
+}
+
+/* @n deliveries of @len bytes each were sent. */
+void nk__room_delivered(struct nk__room_core *c, size_t n, size_t len);
 
 /* A delivery to @dst failed with @err (negative): count it; a refusal
- * (-ECONNREFUSED and friends, or an ICMP report) counts toward removal. */
+ * (-ECONNREFUSED and friends, or an ICMP report) counts toward removal.
+ * @dst NULL: the failure names no member (a refusal a send returned, left
+ * over from an earlier datagram to someone else); counted, nobody blamed. */
 void nk__room_delivery_failed(struct nk__room_core *c, const nk_addr *dst,
                               int err);
+
+/* A datagram the core let through was not relayed after all, for @why (a
+ * hook's verdict, the sender removed by a hook). */
+void nk__room_count_drop(struct nk__room_core *c, nk_room_drop_reason why);
+
+/* Members removed so far, all reasons: a change tells the owner that a
+ * hook removed someone. Inline: read once per relayed datagram. */
+static inline uint64_t nk__room_leaves(const struct nk__room_core *c)
+{
+    return c->stats.leaves;
+}
+
+/* The host's own addresses, for a room bound to a wildcard (see
+ * local_ips); the array stays the caller's and must outlive its use. */
+void nk__room_set_local_ips(struct nk__room_core *c, const nk_addr *ips,
+                            size_t n);
+
+/* The counters, table probes included. */
+void nk__room_get_stats(const struct nk__room_core *c, nk_udp_room_stats *out);
+
+/* What the room knows of member @a at @now: 0, or NK_EINVAL if @a is not a
+ * member. */
+int nk__room_member_info(struct nk__room_core *c, const nk_addr *a,
+                         uint64_t now, nk_udp_room_member_info *out);
 
 /* Remove up to @max members silent for member_ttl_ms at @now: the number
  * removed. */
@@ -178,9 +211,5 @@ int nk__room_remove(struct nk__room_core *c, const nk_addr *a,
 
 /* Member lookup (NK__ROOM_NONE if absent). */
 uint32_t nk__room_find(struct nk__room_core *c, const nk_addr *a);
-
-/* The cookie for @a in time slot @slot (16 bytes into @out). */
-void nk__room_cookie(const struct nk__room_core *c, const nk_addr *a,
-                     uint64_t slot, uint8_t out[16]);
 
 #endif

@@ -26,7 +26,7 @@ int nk__socket(int family, int type)
     return fd >= 0 ? fd : -errno;
 }
 
-static int set_int(int fd, int level, int name, int value)
+int nk__sock_set_int(int fd, int level, int name, int value)
 {
     return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0
                                                                   : -errno;
@@ -40,11 +40,12 @@ int nk__sock_apply(int fd, int family, int type,
     type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
     int rc;
 
-    if (o->reuseaddr && (rc = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0)
+    if (o->reuseaddr &&
+        (rc = nk__sock_set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0)
         return rc;
 #ifdef SO_REUSEPORT
     if (o->reuseport) {
-        rc = set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+        rc = nk__sock_set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
         /* Optional: kernels without it answer ENOPROTOOPT; go on without. */
         if (rc < 0 && rc != -ENOPROTOOPT)
             return rc;
@@ -53,14 +54,17 @@ int nk__sock_apply(int fd, int family, int type,
     /* The system default for IPV6_V6ONLY differs between systems (and is a
      * sysctl on Linux), so a dual-stack or v6-only socket must say so. */
     if (family == AF_INET6 && o->v6only >= 0 &&
-        (rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, o->v6only ? 1 : 0)) < 0)
+        (rc = nk__sock_set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+                               o->v6only ? 1 : 0)) < 0)
         return rc;
     if (type == SOCK_STREAM && o->nodelay &&
-        (rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)) < 0)
+        (rc = nk__sock_set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)) < 0)
         return rc;
-    if (o->sndbuf > 0 && (rc = set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf)) < 0)
+    if (o->sndbuf > 0 &&
+        (rc = nk__sock_set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf)) < 0)
         return rc;
-    if (o->rcvbuf > 0 && (rc = set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf)) < 0)
+    if (o->rcvbuf > 0 &&
+        (rc = nk__sock_set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf)) < 0)
         return rc;
     return 0;
 }
@@ -190,7 +194,7 @@ ssize_t nk__recv(int fd, void *buf, size_t len)
     }
 }
 
-static int64_t now_ms(void)
+int64_t nk__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -199,12 +203,12 @@ static int64_t now_ms(void)
 
 int nk__wait_fd(int fd, short events, int timeout_ms)
 {
-    int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+    int64_t deadline = timeout_ms >= 0 ? nk__now_ms() + timeout_ms : -1;
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
         int wait = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - nk__now_ms();
             wait = left > 0 ? (int)left : 0;
         }
         int n = poll(&p, 1, wait);

@@ -5,8 +5,10 @@
 #ifndef NK_LIB_SOCK_H
 #define NK_LIB_SOCK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "netkit/addr.h"
@@ -45,6 +47,18 @@ int nk__tcp_connect(const nk_addr *addr, const struct nk__sock_opts *o,
 /* Datagram socket bound to @bind_addr: fd or -errno. */
 int nk__udp_open(const nk_addr *bind_addr, const struct nk__sock_opts *o);
 
+/* setsockopt() of one int option: 0 or -errno. */
+int nk__sock_set_int(int fd, int level, int name, int value);
+
+/* Errors a datagram socket reports late, for an earlier datagram to some
+ * destination (an ICMP unreachable): they say nothing about the call that
+ * returned them. @e is a positive errno value. */
+static inline bool nk__is_icmp_error(int e)
+{
+    return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH ||
+           e == EHOSTDOWN;
+}
+
 /* Pending SO_ERROR as 0 or -errno (clears it). */
 int nk__sock_error(int fd);
 
@@ -57,6 +71,10 @@ ssize_t nk__send(int fd, const void *buf, size_t len);
 
 /* recv, EINTR retried: bytes, 0 at EOF, or -errno. */
 ssize_t nk__recv(int fd, void *buf, size_t len);
+
+/* Milliseconds on the monotonic clock, for the deadlines of blocking
+ * calls. */
+int64_t nk__now_ms(void);
 
 /* poll() one fd, EINTR retried against a monotonic deadline: 1 ready,
  * -ETIMEDOUT, or -errno. timeout_ms < 0 waits forever. */

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <poll.h>
 
@@ -27,16 +26,9 @@ struct nk_tcp_sync {
     size_t head, len, cap;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t deadline_of(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : nk__now_ms() + timeout_ms;
 }
 
 /* Milliseconds left before @deadline (-1: none), 0 once it has passed. */
@@ -44,7 +36,7 @@ static int left_ms(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - nk__now_ms();
     if (left <= 0)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;

@@ -3,11 +3,12 @@
  * API, as any application could), sends what it decides, runs the
  * time-to-live timer and calls the application's hooks.
  *
- * Hooks run only between core calls, from a small event queue, so a hook
- * may remove members or close the room without pulling the table out from
- * under the core. */
+ * Hooks run only between core calls, from an event queue, so a hook may
+ * remove members or close the room without pulling the table out from
+ * under the core. This file uses the core through its functions only. */
 #include "netkit/room.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ifaddrs.h>
 #include <string.h>
@@ -17,8 +18,8 @@
 #include "netkit/error.h"
 #include "netkit/udp.h"
 #include "room_core.h"
+#include "sock.h"
 
-#define EVQ_SIZE 32
 #define EXPIRE_STEP 8 /* members expired between hook flushes */
 
 struct room_ev {
@@ -46,8 +47,12 @@ struct nk_udp_room {
      * while its batch is out. */
     nk_udp_msg *msgs;
     nk_addr *dst;
-    struct room_ev evq[EVQ_SIZE];
-    unsigned evn;
+    /* Join and leave events not yet given to the hooks, emptied before each
+     * dispatch returns. One dispatch handles one datagram (at most one
+     * join) or none, and each member leaves at most once, so it never holds
+     * more than max_members + 1: sized so at open, it never drops one. */
+    struct room_ev *evq;
+    size_t evn, evcap;
     /* Bound to a wildcard: the host's addresses (see is_self() in
      * room_core.c), read at open and again, at most once a second, when a
      * datagram comes from the room's own port, so address changes are seen
@@ -65,14 +70,18 @@ static void free_room(nk_udp_room *r)
         nk__room_core_free(&r->core);
     nk__free(r->msgs);
     nk__free(r->dst);
+    nk__free(r->evq);
     nk__free(r);
 }
 
 static void sink(void *ctx, const struct nk__room_event *ev)
 {
     nk_udp_room *r = ctx;
-    if (r->evn >= EVQ_SIZE)
-        return; /* cannot happen: each core call emits a bounded number */
+    /* Never full (see evq): should that bound ever break, fail loudly in
+     * debug builds and never write past the queue in any. */
+    assert(r->evn < r->evcap);
+    if (r->evn >= r->evcap)
+        return;
     struct room_ev *q = &r->evq[r->evn++];
     q->kind = ev->kind;
     q->addr = *ev->addr;
@@ -81,9 +90,11 @@ static void sink(void *ctx, const struct nk__room_event *ev)
     q->members = ev->members;
 }
 
+/* Give the queued events to the hooks, in order, those the hooks cause
+ * included; after a close, none. */
 static void flush_events(nk_udp_room *r)
 {
-    for (unsigned i = 0; i < r->evn && !r->closing; i++) {
+    for (size_t i = 0; i < r->evn && !r->closing; i++) {
         struct room_ev e = r->evq[i];
         nk_udp_room_member_event ev = {.addr = &e.addr,
                                        .reason = e.reason,
@@ -140,15 +151,13 @@ static void fan_out(nk_udp_room *r, const nk_addr *from, const void *data,
     size_t n = nk__room_targets(&r->core, from, len, &idx);
     /* Each message points at its member's own address: nothing in the
      * send can change the member table, so no copy per delivery. */
-    const struct nk__room_member *members = r->core.members;
     for (size_t k = 0; k < n; k++)
         r->msgs[k] = (nk_udp_msg){.data = data, .len = len,
-                                  .to = &members[idx[k]].addr};
+                                  .to = nk__room_member_addr(&r->core, idx[k])};
     int sent = nk_udp_endpoint_send_batch(r->ep, r->msgs, n);
     if (sent < 0)
         return;
-    r->core.stats.deliveries_out += (uint64_t)sent;
-    r->core.stats.bytes_out += (uint64_t)sent * len;
+    nk__room_delivered(&r->core, (size_t)sent, len);
     if ((size_t)sent == n)
         return;
     /* Failures may remove members, which moves others in the table:
@@ -162,11 +171,9 @@ static void fan_out(nk_udp_room *r, const nk_addr *from, const void *data,
         /* A refusal returned by a send is left over from an earlier
          * datagram to some other member (the error queue names which):
          * count the lost delivery, blame nobody. */
-        if (res == -ECONNREFUSED || res == -EHOSTUNREACH ||
-            res == -ENETUNREACH || res == -EHOSTDOWN)
-            r->core.stats.send_errors++;
-        else
-            nk__room_delivery_failed(&r->core, &r->dst[k], res);
+        nk__room_delivery_failed(&r->core,
+                                 nk__is_icmp_error(-res) ? NULL : &r->dst[k],
+                                 res);
     }
 }
 
@@ -196,8 +203,38 @@ static void refresh_local_ips(nk_udp_room *r)
         }
     }
     freeifaddrs(list);
-    r->core.local_ips = r->local_ips;
-    r->core.local_ip_count = r->local_ips ? n : 0;
+    nk__room_set_local_ips(&r->core, r->local_ips, n);
+}
+
+/* A hook removed the sender (the leave count moved past @leaves and it is
+ * no member now): its datagram is not relayed, and counted. */
+static bool sender_gone(nk_udp_room *r, const nk_addr *from, uint64_t leaves)
+{
+    if (nk__room_leaves(&r->core) == leaves ||
+        nk__room_find(&r->core, from) != NK__ROOM_NONE)
+        return false;
+    nk__room_count_drop(&r->core, NK_ROOM_DROP_SENDER_GONE);
+    return true;
+}
+
+/* on_message, then the fan-out, for a datagram the core let through. */
+static void relay(nk_udp_room *r, const nk_addr *from, const void *data,
+                  size_t len, uint64_t leaves)
+{
+    if (sender_gone(r, from, leaves))
+        return;
+    nk_udp_room_message msg = {.from = from, .data = data, .len = len};
+    if (r->hooks.on_message != NULL) {
+        if (r->hooks.on_message(r, &msg, r->user) != NK_ROOM_RELAY) {
+            if (!r->closing)
+                nk__room_count_drop(&r->core, NK_ROOM_DROP_HOOK);
+            return;
+        }
+        if (r->closing || (msg.data == NULL && msg.len > 0) ||
+            sender_gone(r, from, leaves))
+            return;
+    }
+    fan_out(r, from, msg.data, msg.len);
 }
 
 static void on_datagram(nk_udp_room *r, const nk_udp_recv_event *ev)
@@ -215,18 +252,10 @@ static void on_datagram(nk_udp_room *r, const nk_udp_recv_event *ev)
         if (rc < 0)
             nk__room_delivery_failed(&r->core, &from, rc);
     }
+    uint64_t leaves = nk__room_leaves(&r->core);
     flush_events(r);
-    if (act.verdict != NK__ROOM_RELAY || r->closing)
-        return;
-    nk_udp_room_message msg = {.from = &from, .data = ev->data, .len = ev->len};
-    if (r->hooks.on_message != NULL &&
-        r->hooks.on_message(r, &msg, r->user) != NK_ROOM_RELAY) {
-        r->core.stats.drops[NK_ROOM_DROP_HOOK]++;
-        return;
-    }
-    if (r->closing || (msg.data == NULL && msg.len > 0))
-        return;
-    fan_out(r, &from, msg.data, msg.len);
+    if (act.verdict == NK__ROOM_RELAY && !r->closing)
+        relay(r, &from, ev->data, ev->len, leaves);
     flush_events(r);
 }
 
@@ -261,7 +290,7 @@ static int check_opts(const nk_udp_room_opts *o)
     if (o->leave_message != NULL &&
         (o->leave_message[0] == '\0' || strlen(o->leave_message) > 63))
         return NK_EINVAL;
-    if (o->rcvbuf < 0 || o->sndbuf < 0)
+    if (o->amplification < 1 || o->rcvbuf < 0 || o->sndbuf < 0)
         return NK_EINVAL;
     return 0;
 }
@@ -290,7 +319,9 @@ int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
     r->user = user;
     r->msgs = nk__calloc(opts->max_members, sizeof *r->msgs);
     r->dst = nk__calloc(opts->max_members, sizeof *r->dst);
-    if (r->msgs == NULL || r->dst == NULL) {
+    r->evcap = opts->max_members + 1;
+    r->evq = nk__calloc(r->evcap, sizeof *r->evq);
+    if (r->msgs == NULL || r->dst == NULL || r->evq == NULL) {
         free_room(r);
         return -ENOMEM;
     }
@@ -375,12 +406,12 @@ void nk_udp_room_get_stats(const nk_udp_room *room, nk_udp_room_stats *out)
         memset(out, 0, sizeof *out);
         return;
     }
-    *out = room->core.stats;
-    out->table_probes = room->core.table.probes;
-    out->table_max_probe = room->core.table.max_probe;
-    /* The fan-out set is sized by the cap too, built once at open. */
+    nk__room_get_stats(&room->core, out);
+    /* The fan-out set and the event queue are sized by the cap too, built
+     * once at open. */
     out->memory += room->opts.max_members *
-                   (sizeof *room->msgs + sizeof *room->dst);
+                       (sizeof *room->msgs + sizeof *room->dst) +
+                   room->evcap * sizeof *room->evq;
 }
 
 int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
@@ -388,25 +419,21 @@ int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
 {
     if (room == NULL || member == NULL || out == NULL)
         return NK_EINVAL;
+    if (room->closing)
+        return NK_ECLOSED;
     nk_addr a = *member;
     nk_addr_normalize(&a);
+    /* The lookup counts its probes: a statistic, not the room's state. */
     struct nk__room_core *c = (struct nk__room_core *)&room->core;
-    uint32_t i = nk__room_find(c, &a);
-    if (i == NK__ROOM_NONE)
-        return NK_EINVAL;
-    const struct nk__room_member *m = &c->members[i];
-    uint64_t now = nk_loop_now(room->loop);
-    out->bytes_in = m->bytes_in;
-    out->bytes_out = m->bytes_out;
-    out->idle_ms = now > m->last_seen ? now - m->last_seen : 0;
-    out->validated = m->validated;
-    return 0;
+    return nk__room_member_info(c, &a, nk_loop_now(room->loop), out);
 }
 
 int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member)
 {
-    if (room == NULL || member == NULL || room->closing)
+    if (room == NULL || member == NULL)
         return NK_EINVAL;
+    if (room->closing)
+        return NK_ECLOSED;
     nk_addr a = *member;
     nk_addr_normalize(&a);
     int rc = nk__room_remove(&room->core, &a, NK_ROOM_LEAVE_REMOVED);

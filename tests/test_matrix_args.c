@@ -421,8 +421,254 @@ static void test_f6_tcp_sync_absurd_sizes_and_timeouts(void **state)
     close(l);
 }
 
+/* ---- F6: absurd sizes and options, UDP endpoints and rooms ----
+ * Each bad value is refused at the call with its code, before anything is
+ * allocated (the counting allocator sees no allocation at all). */
+
+struct udp_opt_case {
+    const char *what;
+    void (*set)(nk_udp_endpoint_opts *o);
+};
+
+#define UDP_OPT_CASE(name, stmt)                                              \
+    static void udp_##name(nk_udp_endpoint_opts *o) { stmt; }
+UDP_OPT_CASE(dgram_zero, o->max_datagram = 0)
+UDP_OPT_CASE(dgram_over, o->max_datagram = 65537)
+UDP_OPT_CASE(dgram_max, o->max_datagram = SIZE_MAX)
+UDP_OPT_CASE(rbatch_zero, o->recv_batch = 0)
+UDP_OPT_CASE(rbatch_over, o->recv_batch = 1025)
+UDP_OPT_CASE(rbatch_max, o->recv_batch = UINT_MAX)
+UDP_OPT_CASE(sbatch_zero, o->send_batch = 0)
+UDP_OPT_CASE(sbatch_over, o->send_batch = 1025)
+UDP_OPT_CASE(sbatch_max, o->send_batch = UINT_MAX)
+UDP_OPT_CASE(wakeup_zero, o->max_per_wakeup = 0)
+UDP_OPT_CASE(v6only_low, o->v6only = -2)
+UDP_OPT_CASE(v6only_high, o->v6only = 2)
+UDP_OPT_CASE(sndbuf_neg, o->sndbuf = -1)
+UDP_OPT_CASE(sndbuf_min, o->sndbuf = INT_MIN)
+UDP_OPT_CASE(rcvbuf_neg, o->rcvbuf = -1)
+
+static const struct udp_opt_case udp_opt_cases[] = {
+    {"max_datagram 0", udp_dgram_zero},
+    {"max_datagram 65537", udp_dgram_over},
+    {"max_datagram SIZE_MAX", udp_dgram_max},
+    {"recv_batch 0", udp_rbatch_zero},
+    {"recv_batch 1025", udp_rbatch_over},
+    {"recv_batch UINT_MAX", udp_rbatch_max},
+    {"send_batch 0", udp_sbatch_zero},
+    {"send_batch 1025", udp_sbatch_over},
+    {"send_batch UINT_MAX", udp_sbatch_max},
+    {"max_per_wakeup 0", udp_wakeup_zero},
+    {"v6only -2", udp_v6only_low},
+    {"v6only 2", udp_v6only_high},
+    {"sndbuf -1", udp_sndbuf_neg},
+    {"sndbuf INT_MIN", udp_sndbuf_min},
+    {"rcvbuf -1", udp_rcvbuf_neg},
+};
+
+static void test_f6_udp_endpoint_options_out_of_range(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    for (size_t i = 0; i < sizeof udp_opt_cases / sizeof udp_opt_cases[0];
+         i++) {
+        const struct udp_opt_case *c = &udp_opt_cases[i];
+        nk_udp_endpoint_opts o = NK_UDP_ENDPOINT_OPTS_INIT;
+        c->set(&o);
+        nk_udp_endpoint *ep = NULL;
+        nkt_alloc_reset();
+        print_message("endpoint option %s\n", c->what);
+        assert_int_equal(nk_udp_endpoint_bind(loop, &a, &o, NULL, NULL, &ep),
+                         NK_EINVAL);
+        assert_int_equal(nk_udp_endpoint_connect(loop, &a, &o, NULL, NULL,
+                                                 &ep),
+                         NK_EINVAL);
+        assert_null(ep);
+        assert_int_equal(nkt_alloc_count(), 0);
+    }
+    nkt_loop_free_empty(loop);
+}
+
+/* Lengths, counts and timeouts at the calls of a live endpoint. */
+static void test_f6_udp_endpoint_call_sizes(void **state)
+{
+    (void)state;
+    nk_addr a, local;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    nk_udp_endpoint *ep = NULL;
+    assert_int_equal(nk_udp_endpoint_bind(NULL, &a, NULL, NULL, NULL, &ep), 0);
+    assert_int_equal(nk_udp_endpoint_local_addr(ep, &local), 0);
+    char buf[16];
+    nk_udp_msg one = {.data = "x", .len = 1, .to = &local};
+    nk_udp_msg huge = {.data = buf, .len = SIZE_MAX, .to = &local};
+    nk_addr group;
+    assert_int_equal(nk_addr_parse("239.1.2.3:0", &group), 0);
+    struct {
+        const char *what;
+        int got, want;
+    } rows[] = {
+        {"send_batch count SIZE_MAX",
+         nk_udp_endpoint_send_batch(ep, &one, SIZE_MAX), NK_EINVAL},
+        {"send_batch count INT_MAX + 1",
+         nk_udp_endpoint_send_batch(ep, &one, (size_t)INT_MAX + 1), NK_EINVAL},
+        {"send_batch len SIZE_MAX", nk_udp_endpoint_send_batch(ep, &huge, 1),
+         0},
+        {"... its result", huge.result, -EMSGSIZE},
+        {"send_to len SIZE_MAX",
+         nk_udp_endpoint_send_to(ep, buf, SIZE_MAX, &local), -EMSGSIZE},
+        {"send_to len INT_MAX + 1",
+         nk_udp_endpoint_send_to(ep, buf, (size_t)INT_MAX + 1, &local),
+         -EMSGSIZE},
+        {"recv len SIZE_MAX",
+         nk_udp_endpoint_recv(ep, buf, SIZE_MAX, 0, NULL, NULL), NK_EINVAL},
+        {"recv len INT_MAX + 1",
+         nk_udp_endpoint_recv(ep, buf, (size_t)INT_MAX + 1, 0, NULL, NULL),
+         NK_EINVAL},
+        {"recv timeout -2", nk_udp_endpoint_recv(ep, buf, 1, -2, NULL, NULL),
+         NK_EINVAL},
+        {"recv timeout INT_MIN",
+         nk_udp_endpoint_recv(ep, buf, 1, INT_MIN, NULL, NULL), NK_EINVAL},
+        {"recv len 0, nothing waiting",
+         nk_udp_endpoint_recv(ep, buf, 0, 0, NULL, NULL), -ETIMEDOUT},
+        {"multicast ifindex UINT_MAX",
+         nk_udp_endpoint_multicast(ep, &group, UINT_MAX, true), NK_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        print_message("%s\n", rows[i].what);
+        assert_int_equal(rows[i].got, rows[i].want);
+    }
+    /* Still usable. */
+    assert_int_equal(nk_udp_endpoint_send_to(ep, "ok", 2, &local), 2);
+    assert_int_equal(nk_udp_endpoint_recv(ep, buf, sizeof buf, 5000, NULL,
+                                          NULL),
+                     2);
+    nk_udp_endpoint_close(ep);
+}
+
+struct room_opt_case {
+    const char *what;
+    void (*set)(nk_udp_room_opts *o);
+    int want;
+};
+
+#define ROOM_OPT_CASE(name, stmt)                                             \
+    static void room_##name(nk_udp_room_opts *o) { stmt; }
+ROOM_OPT_CASE(members_zero, o->max_members = 0)
+ROOM_OPT_CASE(members_over, o->max_members = ((size_t)1 << 20) + 1)
+ROOM_OPT_CASE(members_max, o->max_members = SIZE_MAX)
+ROOM_OPT_CASE(dgram_zero, o->max_datagram = 0)
+ROOM_OPT_CASE(dgram_over, o->max_datagram = 65508)
+ROOM_OPT_CASE(dgram_max, o->max_datagram = SIZE_MAX)
+ROOM_OPT_CASE(fanout_zero, o->fanout_batch = 0)
+ROOM_OPT_CASE(fanout_over, o->fanout_batch = 1025)
+ROOM_OPT_CASE(fanout_max, o->fanout_batch = UINT_MAX)
+ROOM_OPT_CASE(leave_empty, o->leave_message = "")
+ROOM_OPT_CASE(leave_long,
+              o->leave_message = "0123456789012345678901234567890123456789"
+                                 "012345678901234567890123")
+ROOM_OPT_CASE(amplification_zero, o->amplification = 0)
+ROOM_OPT_CASE(rcvbuf_neg, o->rcvbuf = -1)
+ROOM_OPT_CASE(sndbuf_min, o->sndbuf = INT_MIN)
+/* The largest values that mean something are accepted and work. */
+ROOM_OPT_CASE(leave_63, o->leave_message = "012345678901234567890123456789"
+                                           "012345678901234567890123456789"
+                                           "012")
+ROOM_OPT_CASE(rate_max, o->rate_limit = UINT32_MAX)
+ROOM_OPT_CASE(burst_max, o->rate_burst = UINT32_MAX)
+ROOM_OPT_CASE(ttl_max, o->member_ttl_ms = UINT32_MAX)
+ROOM_OPT_CASE(amplification_max, o->amplification = UINT_MAX;
+              o->validate = true)
+ROOM_OPT_CASE(unreachable_max, o->unreachable_limit = UINT_MAX)
+
+static const struct room_opt_case room_opt_cases[] = {
+    {"max_members 0", room_members_zero, NK_EINVAL},
+    {"max_members 2^20 + 1", room_members_over, NK_EINVAL},
+    {"max_members SIZE_MAX", room_members_max, NK_EINVAL},
+    {"max_datagram 0", room_dgram_zero, NK_EINVAL},
+    {"max_datagram 65508", room_dgram_over, NK_EINVAL},
+    {"max_datagram SIZE_MAX", room_dgram_max, NK_EINVAL},
+    {"fanout_batch 0", room_fanout_zero, NK_EINVAL},
+    {"fanout_batch 1025", room_fanout_over, NK_EINVAL},
+    {"fanout_batch UINT_MAX", room_fanout_max, NK_EINVAL},
+    {"leave_message empty", room_leave_empty, NK_EINVAL},
+    {"leave_message 64 bytes", room_leave_long, NK_EINVAL},
+    {"amplification 0", room_amplification_zero, NK_EINVAL},
+    {"rcvbuf -1", room_rcvbuf_neg, NK_EINVAL},
+    {"sndbuf INT_MIN", room_sndbuf_min, NK_EINVAL},
+    {"leave_message 63 bytes", room_leave_63, 0},
+    {"rate_limit UINT32_MAX", room_rate_max, 0},
+    {"rate_burst UINT32_MAX", room_burst_max, 0},
+    {"member_ttl_ms UINT32_MAX", room_ttl_max, 0},
+    {"amplification UINT_MAX", room_amplification_max, 0},
+    {"unreachable_limit UINT_MAX", room_unreachable_max, 0},
+};
+
+static void test_f6_room_options_out_of_range(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    nk_addr a;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &a), 0);
+    for (size_t i = 0; i < sizeof room_opt_cases / sizeof room_opt_cases[0];
+         i++) {
+        const struct room_opt_case *c = &room_opt_cases[i];
+        nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+        c->set(&o);
+        nk_udp_room *room = NULL;
+        nkt_alloc_reset();
+        print_message("room option %s\n", c->what);
+        assert_int_equal(nk_udp_room_open(loop, &a, &o, NULL, NULL, &room),
+                         c->want);
+        if (c->want < 0) {
+            assert_null(room);
+            assert_int_equal(nkt_alloc_count(), 0);
+        } else {
+            nk_udp_room_close(room);
+        }
+    }
+    nkt_loop_free_empty(loop);
+}
+
+/* The client helpers with sizes too small or absurd. */
+static void test_f6_room_client_sizes(void **state)
+{
+    (void)state;
+    uint8_t hello[NK_ROOM_HELLO_LEN], reply[NK_ROOM_COOKIE_MSG_LEN];
+    uint8_t challenge[NK_ROOM_COOKIE_MSG_LEN] = {0, 'n', 'k', 'r',
+                                                 'o', 'o', 'm', 'C'};
+    struct {
+        const char *what;
+        int got, want;
+    } rows[] = {
+        {"hello size 0", nk_udp_room_client_hello(hello, 0), NK_ENOSPACE},
+        {"hello size 31",
+         nk_udp_room_client_hello(hello, NK_ROOM_HELLO_LEN - 1), NK_ENOSPACE},
+        {"hello size SIZE_MAX", nk_udp_room_client_hello(hello, SIZE_MAX),
+         NK_ROOM_HELLO_LEN},
+        {"handle len SIZE_MAX",
+         nk_udp_room_client_handle(challenge, SIZE_MAX, reply, sizeof reply),
+         0},
+        {"handle reply size 23",
+         nk_udp_room_client_handle(challenge, sizeof challenge, reply,
+                                   sizeof reply - 1),
+         NK_ENOSPACE},
+        {"handle reply size SIZE_MAX",
+         nk_udp_room_client_handle(challenge, sizeof challenge, reply,
+                                   SIZE_MAX),
+         NK_ROOM_COOKIE_MSG_LEN},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        print_message("%s\n", rows[i].what);
+        assert_int_equal(rows[i].got, rows[i].want);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    /* Before any allocation: blocks from the system allocator must never
+     * reach the counting one. */
     nkt_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a10_addr_and_frame_functions_reject_null),
@@ -432,6 +678,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_f6_tcp_server_and_client_options_checked),
         cmocka_unit_test(test_f6_tcp_conn_send_absurd_lengths),
         cmocka_unit_test(test_f6_tcp_sync_absurd_sizes_and_timeouts),
+        cmocka_unit_test(test_f6_udp_endpoint_options_out_of_range),
+        cmocka_unit_test(test_f6_udp_endpoint_call_sizes),
+        cmocka_unit_test(test_f6_room_options_out_of_range),
+        cmocka_unit_test(test_f6_room_client_sizes),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);
 }

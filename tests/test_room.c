@@ -6,7 +6,7 @@
  * a dead member (B15), relaying without allocation, fan-out accounting (C3),
  * validation and the amplification budget (D4), close from a hook (B14),
  * a spoofed join (D5) and forged self and room-to-room reflection (D6),
- * with raw sockets. */
+ * with raw sockets; hooks that remove many members or the sender (F5). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,7 +48,38 @@ struct fx {
     bool close_in_hook;
     uint64_t want_in;    /* wait until messages_in reaches this */
     unsigned want_leaves;
+    /* Cascades: members in order of joining, and leaves seen for each. */
+    nk_addr joined[64];
+    unsigned njoined;
+    unsigned left[64];
+    bool remove_newcomer;   /* on_join removes the member that joined */
+    int purge_in;           /* hook that removes every other member, once */
+    bool purged;
+    unsigned messages_seen; /* on_message calls */
+    unsigned from_nonmember;/* ... whose sender was not a member */
 };
+
+enum { PURGE_ON_JOIN = 1, PURGE_ON_MESSAGE, PURGE_ON_LEAVE };
+
+static int joined_index(const struct fx *f, const nk_addr *a)
+{
+    for (unsigned i = 0; i < f->njoined; i++)
+        if (nk_addr_equal(&f->joined[i], a))
+            return (int)i;
+    return -1;
+}
+
+/* From hook @hook: remove every member but @keep, the first time. */
+static void purge_from(nk_udp_room *room, struct fx *f, int hook,
+                       const nk_addr *keep)
+{
+    if (f->purge_in != hook || f->purged)
+        return;
+    f->purged = true;
+    for (unsigned i = 0; i < f->njoined; i++)
+        if (!nk_addr_equal(&f->joined[i], keep))
+            assert_int_equal(nk_udp_room_remove(room, &f->joined[i]), 0);
+}
 
 static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
                     void *user)
@@ -58,6 +89,11 @@ static void on_join(nk_udp_room *room, const nk_udp_room_member_event *ev,
     f->joins++;
     if (ev->members > f->max_members_seen)
         f->max_members_seen = ev->members;
+    if (f->njoined < 64 && joined_index(f, ev->addr) < 0)
+        f->joined[f->njoined++] = *ev->addr;
+    if (f->remove_newcomer)
+        assert_int_equal(nk_udp_room_remove(room, ev->addr), 0);
+    purge_from(room, f, PURGE_ON_JOIN, ev->addr);
 }
 
 static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
@@ -68,6 +104,10 @@ static void on_leave(nk_udp_room *room, const nk_udp_room_member_event *ev,
     f->leaves++;
     f->last_reason = ev->reason;
     f->last_left = *ev->addr;
+    int i = joined_index(f, ev->addr);
+    if (i >= 0)
+        f->left[i]++;
+    purge_from(room, f, PURGE_ON_LEAVE, ev->addr);
 }
 
 static char upper_buf[2048];
@@ -75,6 +115,11 @@ static char upper_buf[2048];
 static int on_message(nk_udp_room *room, nk_udp_room_message *msg, void *user)
 {
     struct fx *f = user;
+    nk_udp_room_member_info mi;
+    f->messages_seen++;
+    if (nk_udp_room_member(room, msg->from, &mi) != 0)
+        f->from_nonmember++;
+    purge_from(room, f, PURGE_ON_MESSAGE, msg->from);
     if (f->close_in_hook) {
         nk_udp_room_close(room);
         f->room = NULL;
@@ -444,6 +489,85 @@ static void test_room_hooks_and_counters(void **state)
     assert_int_equal(f.last_reason, NK_ROOM_LEAVE_REMOVED);
     assert_int_equal(stats(&f).members, 0);
     close(a);
+    room_down(&f);
+}
+
+/* F5: a hook (on_join, on_message, on_leave) that removes 40 members at
+ * once: every one of them gets its on_leave exactly once, and the counters
+ * equal the events. */
+static void test_room_hook_removing_many_reports_every_leave(void **state)
+{
+    (void)state;
+    enum { N = 41 };
+    nk_udp_room_opts o = NK_UDP_ROOM_OPTS_INIT;
+    o.leave_message = "bye";
+    const struct {
+        int hook;
+        const char *text; /* from p[0], the one kept (joining last for
+                             on_join) */
+        unsigned leaves;
+    } rows[] = {
+        {PURGE_ON_JOIN, "hi", N - 1},
+        {PURGE_ON_MESSAGE, "hi", N - 1},
+        {PURGE_ON_LEAVE, "bye", N}, /* p[0] itself, then the 40 */
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        print_message("purge from hook %d\n", rows[r].hook);
+        struct fx f;
+        room_up(&f, "127.0.0.1:0", &o);
+        int p[N];
+        for (int i = 0; i < N; i++)
+            p[i] = peer_on("127.0.0.1:0");
+        /* p[0] joins first, or last when its join does the purge. */
+        bool last = rows[r].hook == PURGE_ON_JOIN;
+        for (int i = last ? 1 : 0; i < N; i++)
+            say(&f, p[i], "", 0);
+        f.purge_in = rows[r].hook;
+        say(&f, p[0], rows[r].text, strlen(rows[r].text));
+        assert_true(f.purged);
+        assert_int_equal(f.njoined, N);
+        assert_int_equal(f.leaves, rows[r].leaves);
+        for (unsigned i = 0; i < f.njoined; i++)
+            assert_int_equal(f.left[i], 1u - (i == (last ? N - 1u : 0u) &&
+                                              rows[r].hook != PURGE_ON_LEAVE));
+        nk_udp_room_stats s = stats(&f);
+        assert_int_equal(s.leaves, f.leaves);
+        assert_int_equal(s.joins, f.joins);
+        assert_int_equal(s.joins, N);
+        assert_int_equal(s.members, s.joins - s.leaves);
+        for (int i = 0; i < N; i++)
+            close(p[i]);
+        room_down(&f);
+    }
+}
+
+/* A newcomer removed by on_join: the datagram that made it join is not
+ * relayed (counted as NK_ROOM_DROP_SENDER_GONE), and on_message never sees
+ * a sender that is not a member. */
+static void test_room_newcomer_removed_in_on_join_is_not_relayed(void **state)
+{
+    (void)state;
+    struct fx f;
+    room_up(&f, "127.0.0.1:0", NULL);
+    int a = peer_on("127.0.0.1:0");
+    int b = peer_on("127.0.0.1:0");
+    say(&f, a, "", 0);
+    f.remove_newcomer = true;
+    say(&f, b, "hi", 2);
+    expect_nothing(a);
+    expect_nothing(b);
+    assert_int_equal(f.from_nonmember, 0);
+    assert_int_equal(f.messages_seen, 0);
+    nk_udp_room_stats s = stats(&f);
+    assert_int_equal(s.relayed, 0);
+    assert_int_equal(s.deliveries_out, 0);
+    assert_int_equal(s.drops[NK_ROOM_DROP_SENDER_GONE], 1);
+    assert_int_equal(s.joins, 2);
+    assert_int_equal(s.leaves, 1);
+    assert_int_equal(f.leaves, 1);
+    assert_int_equal(s.members, 1);
+    close(a);
+    close(b);
     room_down(&f);
 }
 
@@ -957,6 +1081,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_room_member_cap_under_flood),
         cmocka_unit_test(test_room_leave_message),
         cmocka_unit_test(test_room_hooks_and_counters),
+        cmocka_unit_test(test_room_hook_removing_many_reports_every_leave),
+        cmocka_unit_test(test_room_newcomer_removed_in_on_join_is_not_relayed),
         cmocka_unit_test(test_room_rate_limit_per_source),
         cmocka_unit_test(test_room_empty_and_oversized_not_relayed),
         cmocka_unit_test(test_room_dead_member_evicted_others_served),

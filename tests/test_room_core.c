@@ -400,6 +400,42 @@ static void test_room_core_rate_refills_with_clock(void **state)
     nk__room_core_free(&c);
 }
 
+/* F6: the largest rates and multiples do not overflow. A member silent for
+ * 2^33 ms at 2^31 datagrams per second refills a full bucket (the product
+ * is 2^64); an unvalidated member that sent 2^33 bytes under an
+ * amplification of 2^31 has an unbounded budget, not none. */
+static void test_room_core_limits_do_not_overflow(void **state)
+{
+    (void)state;
+    struct nk__room_config cfg = base_config();
+    cfg.rate_limit = 1u << 31;
+    cfg.rate_burst = 1;
+    cfg.member_ttl_ms = 0;
+    struct nk__room_core c;
+    assert_int_equal(nk__room_core_init(&c, &cfg, secret_a, NULL, NULL), 0);
+    nk_addr a = addr_of("10.0.0.1:1");
+    assert_int_equal(input(&c, &a, "1", 0).verdict, NK__ROOM_RELAY);
+    assert_int_equal(input(&c, &a, "2", (uint64_t)1 << 33).verdict,
+                     NK__ROOM_RELAY);
+    nk__room_core_free(&c);
+
+    cfg = base_config();
+    cfg.validate = true;
+    cfg.amplification = 1u << 31;
+    cfg.member_ttl_ms = 0;
+    assert_int_equal(nk__room_core_init(&c, &cfg, secret_a, NULL, NULL), 0);
+    assert_int_equal(input(&c, &a, "x", 0).verdict, NK__ROOM_RELAY);
+    /* 2^33 bytes received in all: the rest as one truncated datagram's
+     * real size. */
+    struct nk__room_action act;
+    nk__room_input(&c, &a, "x", 1, ((size_t)1 << 33) - 1, true, 0, &act);
+    assert_int_equal(act.drop_reason, NK_ROOM_DROP_OVERSIZE);
+    const uint32_t *t;
+    assert_int_equal(nk__room_targets(&c, NULL, 100, &t), 1);
+    assert_int_equal(c.stats.budget_skips, 0);
+    nk__room_core_free(&c);
+}
+
 static void test_room_core_rejects_bad_config(void **state)
 {
     (void)state;
@@ -424,6 +460,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_room_core_cookie_and_budget),
         cmocka_unit_test(test_room_core_refusals_evict),
         cmocka_unit_test(test_room_core_rate_refills_with_clock),
+        cmocka_unit_test(test_room_core_limits_do_not_overflow),
         cmocka_unit_test(test_room_core_rejects_bad_config),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);

@@ -1,7 +1,8 @@
 /* udp_endpoint: echo over IPv4 and IPv6, truncation reported with the real
  * size (A1), oversized sends refused (A2), empty datagrams (A3), batches in
  * order both ways, asynchronous errors as events (not a dead or spinning
- * loop), blocking receive with a timeout, close from the callback. */
+ * loop), blocking receive with a timeout, close from the callback, and a
+ * pause from the callback that keeps the rest of the batch (F3). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,6 +47,9 @@ struct seen {
     bool in_order;
     bool echo;              /* reply with the datagram */
     bool close_in_cb;
+    unsigned pause_at;      /* pause receiving when datagrams reaches it */
+    unsigned recv_at;       /* ... take one with nk_udp_endpoint_recv() */
+    uint32_t recv_seq;      /* what that took */
 };
 
 static void on_recv(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
@@ -78,6 +82,15 @@ static void on_recv(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
         nk_udp_endpoint_send_to(ep, ev->data, ev->len, ev->from);
     if (s->close_in_cb)
         nk_udp_endpoint_close(ep);
+    if (s->pause_at != 0 && s->datagrams == s->pause_at)
+        assert_int_equal(nk_udp_endpoint_set_receiving(ep, false), 0);
+    if (s->recv_at != 0 && s->datagrams == s->recv_at) {
+        assert_int_equal(nk_udp_endpoint_recv(ep, &s->recv_seq,
+                                              sizeof s->recv_seq, 0, NULL,
+                                              NULL),
+                         4);
+        s->next_seq = s->recv_seq + 1;
+    }
 }
 
 static bool seen_enough(void *arg)
@@ -636,6 +649,86 @@ static void test_udp_pause_and_resume(void **state)
     assert_int_equal(nk_loop_free(loop), 0);
 }
 
+static void send_seq(int fd, const nk_addr *to, uint32_t from, uint32_t to_seq)
+{
+    for (uint32_t i = from; i < to_seq; i++)
+        assert_int_equal(nkt_udp_sendto(fd, &i, 4, to), 4);
+}
+
+/* F3: paused from inside the callback, mid-batch, the endpoint keeps the
+ * rest of the batch it has read and delivers it first after resume, in
+ * order, even when nothing new arrives to wake it; a blocking receive
+ * meanwhile takes a kept one first; datagrams sent during the pause follow;
+ * the counters equal what was delivered. */
+static void test_udp_pause_in_callback_keeps_the_batch(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    struct seen s = {.in_order = true, .pause_at = 1};
+    nk_addr local;
+    nk_udp_endpoint *ep = bind_on(loop, "127.0.0.1:0", NULL, &s, &local);
+    int p = nkt_udp_socket(AF_INET, NULL);
+    assert_true(p >= 0);
+
+    send_seq(p, &local, 0, 10); /* one recvmmsg() batch of 10 */
+    wait_for(loop, &s, 1);
+    for (int k = 0; k < 5; k++)
+        (void)nk_loop_run(loop, NK_RUN_NOWAIT);
+    assert_int_equal(s.datagrams, 1); /* paused: nothing more */
+    assert_int_equal(nk_udp_endpoint_set_receiving(ep, true), 0);
+    wait_for(loop, &s, 10); /* the kept nine, with no new datagram */
+
+    s.pause_at = 12;
+    send_seq(p, &local, 10, 20);
+    wait_for(loop, &s, 12);
+    send_seq(p, &local, 20, 25); /* while paused: they wait in the socket */
+    for (int k = 0; k < 5; k++)
+        (void)nk_loop_run(loop, NK_RUN_NOWAIT);
+    assert_int_equal(s.datagrams, 12);
+    uint32_t seq = 0;
+    assert_int_equal(nk_udp_endpoint_recv(ep, &seq, sizeof seq, 0, NULL, NULL),
+                     4);
+    assert_int_equal(seq, 12);
+    s.next_seq = 13;
+    assert_int_equal(nk_udp_endpoint_set_receiving(ep, true), 0);
+    wait_for(loop, &s, 24);
+
+    assert_true(s.in_order);
+    assert_int_equal(s.next_seq, 25);
+    nk_udp_endpoint_stats st;
+    nk_udp_endpoint_get_stats(ep, &st);
+    assert_int_equal(st.datagrams_in, 25);
+    assert_int_equal(st.bytes_in, 25 * 4);
+    close(p);
+    nk_udp_endpoint_close(ep);
+    nkt_loop_free_empty(loop);
+}
+
+/* A blocking receive from inside the callback, mid-batch, takes the next
+ * datagram of the batch (not a newer one from the socket), and the
+ * callbacks go on after it, in order. */
+static void test_udp_recv_in_callback_takes_the_next_of_the_batch(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    struct seen s = {.in_order = true, .recv_at = 2};
+    nk_addr local;
+    nk_udp_endpoint *ep = bind_on(loop, "127.0.0.1:0", NULL, &s, &local);
+    int p = nkt_udp_socket(AF_INET, NULL);
+    assert_true(p >= 0);
+    send_seq(p, &local, 0, 10);
+    wait_for(loop, &s, 9);
+    assert_int_equal(s.recv_seq, 2);
+    assert_true(s.in_order);
+    assert_int_equal(s.next_seq, 10);
+    nk_udp_endpoint_stats st;
+    nk_udp_endpoint_get_stats(ep, &st);
+    assert_int_equal(st.datagrams_in, 10);
+    close(p);
+    nk_udp_endpoint_close(ep);
+    nkt_loop_free_empty(loop);
+}
+
 /* Receiving and answering allocates nothing: the buffers are built once. */
 static void test_udp_echo_allocates_nothing(void **state)
 {
@@ -711,6 +804,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_udp_close_from_callback),
         cmocka_unit_test(test_udp_bad_arguments),
         cmocka_unit_test(test_udp_pause_and_resume),
+        cmocka_unit_test(test_udp_pause_in_callback_keeps_the_batch),
+        cmocka_unit_test(test_udp_recv_in_callback_takes_the_next_of_the_batch),
         cmocka_unit_test(test_udp_multicast_join_and_leave),
     };
     return nkt_run_tests(tests, NULL, NULL, argc, argv);

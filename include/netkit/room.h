@@ -17,6 +17,7 @@
  * | truncated, or over `max_datagram`     | dropped (NK_ROOM_DROP_OVERSIZE); a newcomer does not join |
  * | from a newcomer, room full            | dropped (NK_ROOM_DROP_FULL), `rejected` counted; members are never evicted for a stranger |
  * | from a newcomer                       | joins (on_join), then as below           |
+ * | from a sender a hook removed          | dropped (NK_ROOM_DROP_SENDER_GONE): never relayed, never shown to on_message |
  * | equal to `leave_message`              | the member leaves (on_leave), not relayed|
  * | over the member's rate limit          | dropped (NK_ROOM_DROP_RATE)              |
  * | empty                                 | refreshes the member, not relayed (NK_ROOM_DROP_EMPTY) unless `relay_empty` |
@@ -41,6 +42,18 @@
  *
  * Fan-out sends one batch per group of `fanout_batch` members
  * (sendmmsg() where the system has it), not one system call per member.
+ *
+ * Hooks run between the room's own steps, never in the middle of one: a
+ * hook may remove members (any number, the sender and the newcomer
+ * included) or close the room. Every join and leave is reported once, in
+ * order, and the counters equal the events; after a close no hook runs.
+ *
+ * Ownership: a room belongs to the application from nk_udp_room_open()
+ * until nk_udp_room_close(), the rule of every handle (see netkit/loop.h):
+ * after the close the pointer is invalid, as after free(). A second close
+ * while the first is still pending (the room closed from one of its own
+ * hooks, freed when the hook returns) is a harmless no-op, and the other
+ * calls on it return NK_ECLOSED until the hook returns.
  */
 #ifndef NETKIT_ROOM_H
 #define NETKIT_ROOM_H
@@ -77,6 +90,8 @@ typedef enum nk_room_drop_reason {
     NK_ROOM_DROP_HOOK,      /**< on_message said so. */
     NK_ROOM_DROP_SELF,      /**< Came from the room's own address. */
     NK_ROOM_DROP_COOKIE,    /**< A cookie reply that does not verify. */
+    NK_ROOM_DROP_SENDER_GONE, /**< A hook removed the sender (on_join,
+                                 on_leave or on_message) before the relay. */
     NK_ROOM_DROP_COUNT      /**< Number of reasons (array size). */
 } nk_room_drop_reason;
 
@@ -113,7 +128,8 @@ typedef struct nk_udp_room_opts {
     uint32_t rate_burst;
     /** Validated mode (see the file comment). Default false. */
     bool validate;
-    /** Byte budget multiple for unvalidated members. Default 3. */
+    /** Byte budget multiple for unvalidated members (1 or more). Default
+     * 3. */
     unsigned amplification;
     /** Refused deliveries before a member is dropped; 0 never. Default 3. */
     unsigned unreachable_limit;
@@ -225,8 +241,8 @@ typedef struct nk_udp_room_member_info {
  * @param hooks Hooks (copied), NULL for none.
  * @param user  Passed to the hooks.
  * @param out   Receives the room.
- * @return 0, NK_EINVAL (NULL, option out of range), -ENOMEM, or any code of
- * nk_udp_endpoint_bind(). Loop thread only.
+ * @return 0, NK_EINVAL (NULL, option out of range; nothing is allocated
+ * then), -ENOMEM, or any code of nk_udp_endpoint_bind(). Loop thread only.
  */
 NK_API int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
                             const nk_udp_room_opts *opts,
@@ -235,8 +251,11 @@ NK_API int nk_udp_room_open(nk_loop *loop, const nk_addr *bind_addr,
 
 /**
  * @brief Close the room and free it. Safe from any hook (the room is freed
- * when the hook returns; nothing more is relayed). No on_leave is called
- * for the members still in the room. NULL is ignored.
+ * when the hook returns; nothing more is relayed). No hook runs afterwards:
+ * no on_leave for the members still in the room, nor for those removed in
+ * the same dispatch and not yet reported. NULL is ignored. This call ends
+ * the handle (see the ownership rule above): a second call while the first
+ * is pending does nothing.
  * @param room The room.
  */
 NK_API void nk_udp_room_close(nk_udp_room *room);
@@ -262,17 +281,21 @@ NK_API void nk_udp_room_get_stats(const nk_udp_room *room,
  * @param room   The room.
  * @param member The member's address.
  * @param out    Receives what the room knows.
- * @return 0, or NK_EINVAL (NULL, or not a member).
+ * @return 0, NK_EINVAL (NULL, or not a member), NK_ECLOSED (closed from
+ * a hook, not yet freed).
  */
 NK_API int nk_udp_room_member(const nk_udp_room *room, const nk_addr *member,
                               nk_udp_room_member_info *out);
 
 /**
  * @brief Remove a member (on_leave with NK_ROOM_LEAVE_REMOVED). Safe from
- * hooks.
+ * hooks: from a hook, its on_leave runs after the hook returns, before the
+ * room handles another datagram; otherwise before this call returns. A datagram from a
+ * sender removed before its relay is not relayed.
  * @param room   The room.
  * @param member The member's address.
- * @return 0, or NK_EINVAL (not a member).
+ * @return 0, NK_EINVAL (NULL, or not a member), NK_ECLOSED (closed from a
+ * hook, not yet freed).
  */
 NK_API int nk_udp_room_remove(nk_udp_room *room, const nk_addr *member);
 

@@ -27,6 +27,13 @@
  * on a connected endpoint always, on an unconnected one when
  * `recv_errors` is set (Linux), with `from` naming the destination that
  * refused.
+ *
+ * Ownership: an endpoint belongs to the application from the call that
+ * creates it until nk_udp_endpoint_close(), the rule of every handle (see
+ * netkit/loop.h): after the close the pointer is invalid, as after free().
+ * A second close while the first is still pending (the endpoint closed from
+ * inside its own callback, freed when that returns) is a harmless no-op,
+ * and the other calls on it return NK_ECLOSED until the callback returns.
  */
 #ifndef NETKIT_UDP_H
 #define NETKIT_UDP_H
@@ -114,8 +121,11 @@ typedef struct nk_udp_recv_event {
 /**
  * @brief Called once per datagram or error, on the loop thread.
  *
- * The endpoint may be closed from here; the remaining datagrams of the
- * batch are then not delivered.
+ * The endpoint may be closed from here: that is a close, not a loss; the
+ * datagrams it had read and not yet delivered are discarded with it, and no
+ * callback runs afterwards. It may be paused from here
+ * (nk_udp_endpoint_set_receiving()): see there what happens to the rest of
+ * the batch.
  */
 typedef void (*nk_udp_recv_cb)(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
                                void *user);
@@ -194,7 +204,9 @@ NK_API int nk_udp_endpoint_connect(nk_loop *loop, const nk_addr *peer,
 /**
  * @brief Close the socket and free the endpoint. Safe from any callback,
  * the endpoint's own included (it is then freed after the callback
- * returns); no callback runs afterwards. NULL is ignored.
+ * returns); no callback runs afterwards. NULL is ignored. This call ends
+ * the handle (see the ownership rule above): a second call while the first
+ * is pending does nothing; after that the pointer must not be used.
  * @param ep The endpoint.
  */
 NK_API void nk_udp_endpoint_close(nk_udp_endpoint *ep);
@@ -230,8 +242,9 @@ NK_API int nk_udp_endpoint_send_to(nk_udp_endpoint *ep, const void *data,
  * @param ep    The endpoint.
  * @param msgs  The datagrams; each one's `result` is set.
  * @param count How many.
- * @return The number of datagrams sent (result >= 0), or NK_EINVAL /
- * NK_ECLOSED (then no result is set). Never blocks.
+ * @return The number of datagrams sent (result >= 0), or NK_EINVAL (NULL
+ * @p ep, NULL @p msgs with a count, @p count over INT_MAX) / NK_ECLOSED
+ * (then no result is set). Never blocks.
  */
 NK_API int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
                                       size_t count);
@@ -239,7 +252,8 @@ NK_API int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
 /**
  * @brief Receive one datagram, waiting up to @p timeout_ms (-1: forever,
  * 0: do not wait). Works with or without a loop; on a loop, datagrams
- * taken here are not given to the callback.
+ * taken here are not given to the callback, and datagrams kept by a pause
+ * (see nk_udp_endpoint_set_receiving()) come first.
  * @param ep         The endpoint.
  * @param buf,len    Where to store it.
  * @param timeout_ms The longest wait in milliseconds (-1: forever, 0: none).
@@ -248,7 +262,9 @@ NK_API int nk_udp_endpoint_send_batch(nk_udp_endpoint *ep, nk_udp_msg *msgs,
  * @return Bytes stored (0 for an empty datagram), or NK_ETRUNC (the
  * datagram was larger than @p len: @p buf holds its start, @p info its
  * real size), -ETIMEDOUT, -ECONNREFUSED (connected endpoint: the peer's
- * port is closed), NK_EINVAL, NK_ECLOSED, or another -errno. Blocks the
+ * port is closed), NK_EINVAL (NULL @p ep, NULL @p buf with a length,
+ * @p len over INT_MAX, @p timeout_ms below -1), NK_ECLOSED, or another
+ * -errno. Blocks the
  * calling thread; do not call it from a loop callback with a timeout.
  */
 NK_API int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
@@ -258,6 +274,12 @@ NK_API int nk_udp_endpoint_recv(nk_udp_endpoint *ep, void *buf, size_t len,
 /**
  * @brief Pause (false) or resume (true) delivery to the receive callback.
  * Datagrams wait in the socket's buffer meanwhile. Safe from callbacks.
+ *
+ * Pausing from inside the receive callback stops further callbacks until
+ * resumed; the rest of the batch already read (one recvmmsg() call) is kept
+ * and delivered first, in order, after the resume, even if nothing new
+ * arrives: nothing is lost or reordered, and the counters count each
+ * datagram once, when it is delivered. Asynchronous errors wait too.
  * @param ep The endpoint.
  * @param on true to deliver, false to pause.
  * @return 0, NK_EINVAL (no loop or callback), NK_ECLOSED.
@@ -276,7 +298,8 @@ NK_API int nk_udp_endpoint_local_addr(const nk_udp_endpoint *ep, nk_addr *out);
  * @brief The connected peer's address.
  * @param ep  The endpoint.
  * @param out Receives the address.
- * @return 0, NK_EINVAL (NULL, or the endpoint is not connected).
+ * @return 0, NK_EINVAL (NULL, or the endpoint is not connected),
+ * NK_ECLOSED.
  */
 NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
 
@@ -284,7 +307,8 @@ NK_API int nk_udp_endpoint_peer_addr(const nk_udp_endpoint *ep, nk_addr *out);
  * @brief The socket, for options the library does not wrap. Do not close
  * it or read from it while a loop delivers its datagrams.
  * @param ep The endpoint.
- * @return The fd, owned by the endpoint.
+ * @return The fd, owned by the endpoint; NK_EINVAL for NULL, NK_ECLOSED
+ * once closed (from inside its own callback).
  */
 NK_API int nk_udp_endpoint_fd(const nk_udp_endpoint *ep);
 
@@ -310,8 +334,9 @@ NK_API void nk_udp_endpoint_get_stats(const nk_udp_endpoint *ep,
  * @param group   The multicast group's address.
  * @param ifindex The interface index, 0 for the default.
  * @param join    true to join, false to leave.
- * @return 0, NK_EINVAL (not a multicast address, or family differs from
- * the endpoint's), or a -errno from setsockopt().
+ * @return 0, NK_EINVAL (not a multicast address, family differs from
+ * the endpoint's, or @p ifindex over INT_MAX), NK_ECLOSED, or a -errno from
+ * setsockopt().
  */
 NK_API int nk_udp_endpoint_multicast(nk_udp_endpoint *ep, const nk_addr *group,
                                      unsigned ifindex, bool join);
