@@ -7,7 +7,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -18,6 +17,7 @@
 
 #include "alloc.h"
 #include "loop_impl.h"
+#include "sock.h"
 
 /* A posted callback; allocated by nk_loop_post(), freed after it ran. */
 struct nk__post {
@@ -35,16 +35,9 @@ struct defer_node {
 
 /* ---- time ---------------------------------------------------------- */
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void nk__loop_read_clock(nk_loop *loop)
 {
-    loop->now = monotonic_ms();
+    loop->now = (uint64_t)nk__now_ms();
     loop->now_stale = false;
 }
 
@@ -558,7 +551,7 @@ static int next_timeout(const nk_loop *loop, uint64_t now)
  * read (the loop's time is left alone, as its callbacks see it). */
 int nk_loop_timeout(const nk_loop *loop)
 {
-    return loop ? next_timeout(loop, monotonic_ms()) : 0;
+    return loop ? next_timeout(loop, (uint64_t)nk__now_ms()) : 0;
 }
 
 static int iterate(nk_loop *loop, nk_run_mode mode)

@@ -68,11 +68,8 @@ static void report(nk_tcp_client *cl, int status)
             own->cfg.scratch_size = cl->opts.read_chunk;
             own->cfg.owner = own;
             own->cfg.release = release_own;
-            if (cl->opts.nodelay) {
-                int one = 1;
-                (void)setsockopt(cl->fd, IPPROTO_TCP, TCP_NODELAY, &one,
-                                 sizeof one);
-            }
+            if (cl->opts.nodelay)
+                (void)nk__sock_set_int(cl->fd, IPPROTO_TCP, TCP_NODELAY, 1);
             conn = nk__tcp_conn_new(&own->cfg, cl->fd, &status);
             if (!conn) {
                 nk__free(own);

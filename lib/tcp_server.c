@@ -74,10 +74,8 @@ static void accept_one(nk_tcp_server *s, int fd, const nk_addr *peer)
         s->stats.rejected++;
         return;
     }
-    if (s->opts.nodelay) {
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    if (s->opts.nodelay)
+        (void)nk__sock_set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     int err = 0;
     nk_tcp_conn *c = nk__tcp_conn_new(&s->cfg, fd, &err);
     if (!c) {
