@@ -59,7 +59,7 @@ typedef enum nk_frame_kind {
 typedef struct nk_frame_opts {
     nk_frame_kind kind; /**< Default NK_FRAME_RAW. */
     size_t max_line;    /**< NK_FRAME_LINE: longest line, default 8192; not 0. */
-    size_t max_frame;   /**< NK_FRAME_LENGTH32: largest payload, default 1 MiB; not 0 (empty frames need no limit). */
+    size_t max_frame;   /**< NK_FRAME_LENGTH32: largest payload, default 1 MiB; not 0 (empty frames pass any limit). */
 } nk_frame_opts;
 
 /** @brief Defaults: raw bytes; 8 KiB lines; 1 MiB frames. */
