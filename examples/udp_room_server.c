@@ -12,12 +12,14 @@
  * second, and --leave names a text that makes its sender leave. Every
  * message is relayed to every member, the sender too unless
  * --no-echo-sender; the seed's own clients, `register` included, work
- * against it unchanged. Messages go to stdout with their sender, joins and
- * leaves to stderr.
+ * against it unchanged. Messages go to stdout with their sender (--quiet:
+ * not at all, for runs under load), joins and leaves to stderr: those
+ * come once per member, not per message, and are what an operator
+ * watches.
  *
  * usage: udp_room_server [--no-echo-sender] [--max-members N]
  *        [--member-ttl SEC] [--validate] [--rate-limit N] [--leave TEXT]
- *        [HOST:PORT]   (127.0.0.1:8848)
+ *        [--quiet] [HOST:PORT]   (127.0.0.1:8848)
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -28,7 +30,7 @@
 static const char *usage_text =
     "udp_room_server [--help] [--no-echo-sender] [--max-members N] "
     "[--member-ttl SEC] [--validate] [--rate-limit N] [--leave TEXT] "
-    "[HOST:PORT]";
+    "[--quiet] [HOST:PORT]";
 
 static const char *reason_text(nk_room_leave_reason r)
 {
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
 {
     ex_setup_output();
     nk_udp_room_opts opts = NK_UDP_ROOM_OPTS_INIT;
+    bool quiet = false; /* no line per message */
     long n;
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -84,6 +87,7 @@ int main(int argc, char **argv)
         {"validate", no_argument, NULL, 'v'},
         {"rate-limit", required_argument, NULL, 'r'},
         {"leave", required_argument, NULL, 'l'},
+        {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -94,6 +98,8 @@ int main(int argc, char **argv)
             opts.echo_sender = false;
         else if (opt == 'v')
             opts.validate = true;
+        else if (opt == 'q')
+            quiet = true;
         else if (opt == 'm' && ex_parse_number(optarg, 1, 1048576, &n))
             opts.max_members = (size_t)n;
         else if (opt == 't' && ex_parse_number(optarg, 0, 86400, &n))
@@ -115,8 +121,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "udp_room_server: %s\n", nk_strerror(rc));
         return 1;
     }
+    /* Quiet: no message hook at all, so the room relays without a call. */
     nk_udp_room_hooks hooks = {.on_join = on_join, .on_leave = on_leave,
-                               .on_message = on_message};
+                               .on_message = quiet ? NULL : on_message};
     nk_udp_room *room;
     rc = nk_udp_room_open(loop, &addr, &opts, &hooks, NULL, &room);
     if (rc < 0) {

@@ -5,20 +5,26 @@
  * killing it. This one receives on an event loop, many datagrams per
  * system call, with a 64 KiB buffer so no datagram is cut; if one ever is,
  * it says so with the datagram's real size instead of passing the piece
- * on as the whole. It prints a line per datagram naming the sender,
- * replies with the uppercased datagram, and exits 0 on SIGINT or SIGTERM.
+ * on as the whole. It prints a line per datagram naming the sender
+ * (--quiet: none, for runs under load; errors still go to stderr, and
+ * replies dropped for a full buffer are only counted), replies with the
+ * uppercased datagram, and exits 0 on SIGINT or SIGTERM.
  *
- * usage: udp_upper_server [HOST:PORT]   (127.0.0.1:8888)
+ * usage: udp_upper_server [--quiet] [HOST:PORT]   (127.0.0.1:8888)
  */
+#include <errno.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "example.h"
 #include "upper.h" /* upper_copy(): a-z to A-Z */
 
-static const char *usage_text = "udp_upper_server [--help] [HOST:PORT]";
+static const char *usage_text =
+    "udp_upper_server [--help] [--quiet] [HOST:PORT]";
 
 static unsigned long long served;
+static bool quiet; /* no line per datagram */
 
 /* One call per datagram; ev->data is valid during the call only. */
 static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
@@ -36,15 +42,18 @@ static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
                 "not answered\n", ex_addr_str(ev->from), ev->size, ev->len);
         return;
     }
-    printf("received from %s said: ", ex_addr_str(ev->from));
-    ex_put_text(stdout, ev->data, ev->len); /* one datagram, one line */
-    putchar('\n');
+    if (!quiet) {
+        printf("received from %s said: ", ex_addr_str(ev->from));
+        ex_put_text(stdout, ev->data, ev->len); /* one datagram, one line */
+        putchar('\n');
+    }
     static uint8_t reply[65536];
     upper_copy(reply, ev->data, ev->len);
     /* A send either hands the whole datagram to the system or fails: UDP
      * never sends part of one. A full buffer drops it, as the network may. */
     int rc = nk_udp_endpoint_send_to(ep, reply, ev->len, ev->from);
-    if (rc < 0)
+    bool dropped = rc == -EAGAIN || rc == -ENOBUFS; /* in the final count */
+    if (rc < 0 && !(quiet && dropped))
         fprintf(stderr, "reply to %s: %s\n", ex_addr_str(ev->from),
                 nk_strerror(rc));
     served++;
@@ -53,8 +62,20 @@ static void on_datagram(nk_udp_endpoint *ep, const nk_udp_recv_event *ev,
 int main(int argc, char **argv)
 {
     ex_setup_output();
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (opt != 'q')
+            ex_usage(usage_text, opt == 'h');
+        quiet = true;
+    }
     nk_addr addr;
-    ex_parse_help_and_address(argc, argv, usage_text, "127.0.0.1:8888", &addr);
+    if (!ex_parse_address(argc, argv, optind, "127.0.0.1:8888", &addr))
+        ex_usage(usage_text, false);
 
     nk_loop *loop;
     int rc = nk_loop_new(&loop);

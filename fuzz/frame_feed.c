@@ -182,6 +182,15 @@ int nk_fuzz_frame_target(nk_frame_kind kind, const uint8_t *data,
         o.max_line = nk_fuzz_frame_limit(limit, o.max_line);
     else
         o.max_frame = nk_fuzz_frame_limit(limit, o.max_frame);
+    if ((kind == NK_FRAME_LINE ? o.max_line : o.max_frame) == 0) {
+        /* A zero limit is refused whatever the bytes, output untouched. */
+        nk_frame_msg m, before;
+        memset(&m, 0xa5, sizeof m);
+        before = m;
+        NK_FUZZ_CHECK(nk_frame_decode(&o, in.p, in.left, &m) == NK_EINVAL);
+        NK_FUZZ_CHECK(memcmp(&m, &before, sizeof m) == 0);
+        return 0;
+    }
     struct nk_fuzz_chunks split = {NULL, nk_fuzz_u8(&in) & 31u, false};
     if (split.n > in.left)
         split.n = in.left;

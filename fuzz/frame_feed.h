@@ -46,12 +46,14 @@ void nk_fuzz_frames_check_stream(const nk_frame_opts *o,
 void nk_fuzz_frames_free(struct nk_fuzz_frames *f);
 
 /* Limits from one input byte: small (0..63), medium (multiples of 64),
- * the default, or SIZE_MAX (the overflow guards). */
+ * the default, or SIZE_MAX (the overflow guards). 0 (bytes 0 and 64) is
+ * a limit the library refuses with NK_EINVAL. */
 size_t nk_fuzz_frame_limit(unsigned byte, size_t dflt);
 
 /* The frame targets' whole body: byte 0 the limit, byte 1 the number of
  * chunk sizes that follow (0..31), then the stream. Feeds it whole, in
- * those chunks, and one byte at a time, and requires equal results. */
+ * those chunks, and one byte at a time, and requires equal results; a
+ * zero limit must give NK_EINVAL for any bytes. */
 int nk_fuzz_frame_target(nk_frame_kind kind, const uint8_t *data,
                          size_t size);
 

@@ -10,7 +10,8 @@
  *   with an empty string when one byte short), the formatted text parses
  *   back to an equal address with an equal hash, and formatting is stable.
  * - failure: the code is one of the documented ones, has a sentence and a
- *   name, and the output address is untouched.
+ *   name, and the output address is untouched; NK_EADDR_NAME (a host name)
+ *   only for unbracketed text with a port.
  * - parsing is deterministic, and never reads past the NUL. */
 #include <stdbool.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static bool documented_parse_error(int rc)
     case NK_EADDR_PORT:
     case NK_EADDR_HOSTLEN:
     case NK_EADDR_SCOPE:
+    case NK_EADDR_NAME:
         return true;
     default:
         return false;
@@ -99,6 +101,10 @@ static void fuzz_text(const uint8_t *data, size_t size)
         NK_FUZZ_CHECK(rc != NK_EINVAL); /* only for NULL arguments */
         NK_FUZZ_CHECK(memcmp(&a, &before, sizeof a) == 0);
         NK_FUZZ_CHECK(len > 0 || rc == NK_EADDR_EMPTY);
+        /* A name is unbracketed, with a port after its last ':'. */
+        NK_FUZZ_CHECK(rc != NK_EADDR_NAME ||
+                      (text[0] != '[' && strrchr(text, ':') != NULL &&
+                       strrchr(text, ':')[1] != '\0'));
         check_error_text(rc);
         return;
     }

@@ -21,7 +21,8 @@
  * a bounded number of loop iterations; sends from on_data succeed; the
  * echo read back is exactly the messages repeated (a prefix of that when
  * the connection closes on an error, which discards its queue); the loop
- * frees cleanly after. */
+ * frees cleanly after. A zero limit for lines or length prefixes is
+ * refused by the options check, so no connection is made with it. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -152,6 +153,13 @@ int nk_fuzz_conn_stream(const uint8_t *data, size_t size)
     else
         opts.frame.max_frame =
             nk_fuzz_frame_limit(limit, opts.frame.max_frame);
+    if (nk__tcp_conn_opts_check(&opts) != 0) {
+        /* A zero limit for the framing in use: no server or client starts
+         * with it, so there is no connection to feed. */
+        NK_FUZZ_CHECK(kind == 1 ? opts.frame.max_line == 0
+                                : kind == 2 && opts.frame.max_frame == 0);
+        return 0;
+    }
     opts.on_data = on_data;
     opts.on_close = on_close;
     static const size_t high[4] = {0, 1, 64, 1024};

@@ -11,7 +11,7 @@
  * contract of netkit/frame.h (return value, untouched output on 0 or
  * error, the documented error code exactly when the limit is exceeded);
  * the messages, re-encoded, are exactly the consumed bytes; no read past
- * the bytes given (they end on a guard page). */
+ * the bytes given (they end on a guard page); a zero limit is NK_EINVAL. */
 #include "frame_feed.h"
 #include "fuzz.h"
 

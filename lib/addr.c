@@ -169,21 +169,6 @@ static int parse_numeric_host(const struct addr_text *t, int port,
     return 0;
 }
 
-int nk_addr_parse(const char *text, nk_addr *out)
-{
-    if (text == NULL || out == NULL)
-        return NK_EINVAL;
-    struct addr_text t;
-    int rc = split_text(text, &t);
-    if (rc < 0)
-        return rc;
-    int port = 0;
-    rc = parse_port(t.port, &port);
-    if (rc < 0)
-        return rc;
-    return parse_numeric_host(&t, port, out);
-}
-
 /* Is the last label all digits, or 0x and hex digits? No DNS name ends
  * like that (RFC 3696 section 2), but getaddrinfo() would read such text
  * with inet_aton()'s legacy rules ("127.1" is 127.0.0.1, "0x7f000001"
@@ -209,6 +194,52 @@ static bool looks_numeric(const char *host, size_t len)
             return false;
     }
     return true;
+}
+
+/* Letters, digits, '-' and '_' in labels between dots (a final dot, as in
+ * "localhost.", is allowed), the last label not numeric: what
+ * nk_addr_resolve() would look up. */
+static bool looks_like_name(const char *host, size_t len)
+{
+    size_t body = len > 0 && host[len - 1] == '.' ? len - 1 : len;
+    if (body == 0 || looks_numeric(host, body))
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = host[i];
+        char lower = (char)(c | 0x20);
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (is_digit(c) || (lower >= 'a' && lower <= 'z') ||
+                   c == '-' || c == '_') {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+int nk_addr_parse(const char *text, nk_addr *out)
+{
+    if (text == NULL || out == NULL)
+        return NK_EINVAL;
+    struct addr_text t;
+    int rc = split_text(text, &t);
+    if (rc < 0)
+        return rc;
+    int port = 0;
+    rc = parse_port(t.port, &port);
+    if (rc < 0)
+        return rc;
+    rc = parse_numeric_host(&t, port, out);
+    /* A name is not a typo: say which call takes it. */
+    if (rc == NK_EADDR_SYNTAX && !t.bracketed &&
+        looks_like_name(t.host, t.host_len))
+        return NK_EADDR_NAME;
+    return rc;
 }
 
 static int resolve_name(const struct addr_text *t, int port, int family,

@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "frame.h"
 #include "netkit/error.h"
-#include "netkit/frame.h"
 
 static ptrdiff_t decode_line(const nk_frame_opts *o, const uint8_t *buf,
                              size_t len, nk_frame_msg *out)
@@ -52,13 +52,29 @@ static ptrdiff_t decode_length32(const nk_frame_opts *o, const uint8_t *buf,
     return (ptrdiff_t)n + 4;
 }
 
+int nk__frame_opts_check(const nk_frame_opts *o)
+{
+    /* A zero limit is what a struct zeroed instead of started from
+     * NK_FRAME_OPTS_INIT holds; as a limit it would refuse every non-empty
+     * message, so it is refused as a mistake instead. */
+    switch (o->kind) {
+    case NK_FRAME_RAW:
+        return 0;
+    case NK_FRAME_LINE:
+        return o->max_line > 0 ? 0 : NK_EINVAL;
+    case NK_FRAME_LENGTH32:
+        return o->max_frame > 0 ? 0 : NK_EINVAL;
+    }
+    return NK_EINVAL;
+}
+
 ptrdiff_t nk_frame_decode(const nk_frame_opts *opts, const void *buf,
                           size_t len, nk_frame_msg *out)
 {
     static const nk_frame_opts defaults = NK_FRAME_OPTS_INIT;
     const nk_frame_opts *o = opts ? opts : &defaults;
     const uint8_t *b = buf;
-    if (out == NULL || (b == NULL && len > 0))
+    if (out == NULL || (b == NULL && len > 0) || nk__frame_opts_check(o) < 0)
         return NK_EINVAL;
     switch (o->kind) {
     case NK_FRAME_RAW:
@@ -74,7 +90,7 @@ ptrdiff_t nk_frame_decode(const nk_frame_opts *opts, const void *buf,
     case NK_FRAME_LENGTH32:
         return decode_length32(o, b, len, out);
     }
-    return NK_EINVAL;
+    return NK_EINVAL; /* unreachable: the check refused any other kind */
 }
 
 int nk_frame_length32_prefix(size_t len, uint8_t out[4])

@@ -19,6 +19,7 @@
 
 #include "alloc.h"
 #include "compiler.h"
+#include "frame.h"
 #include "netkit/error.h"
 #include "tcp_conn_impl.h"
 
@@ -673,10 +674,7 @@ int nk__tcp_conn_opts_check(const nk_tcp_conn_opts *o)
 {
     if (o->low_watermark > o->high_watermark)
         return NK_EINVAL;
-    if (o->frame.kind != NK_FRAME_RAW && o->frame.kind != NK_FRAME_LINE &&
-        o->frame.kind != NK_FRAME_LENGTH32)
-        return NK_EINVAL;
-    return 0;
+    return nk__frame_opts_check(&o->frame);
 }
 
 void nk__tcp_cfg_init(struct nk__tcp_cfg *cfg, nk_loop *loop,

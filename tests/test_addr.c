@@ -51,7 +51,7 @@ static const struct bad_case bad_cases[] = {
     {"[fe80::1%abcdefghijklmnopqrstuvwxyz]:1", NK_EADDR_SCOPE},
     {"1.2.3.4", NK_EADDR_SYNTAX},
     {"localhost", NK_EADDR_SYNTAX},
-    {"localhost:80", NK_EADDR_SYNTAX},
+    {"localhost:80", NK_EADDR_NAME},
     {"::1:80", NK_EADDR_SYNTAX},
     {"[1.2.3.4]:80", NK_EADDR_SYNTAX},
     {"[::1]x80", NK_EADDR_SYNTAX},
@@ -117,7 +117,7 @@ static bool is_parse_code(int rc)
     return rc == 0 || rc == NK_EADDR_EMPTY || rc == NK_EADDR_SYNTAX ||
            rc == NK_EADDR_BRACKET || rc == NK_EADDR_NOPORT ||
            rc == NK_EADDR_PORT || rc == NK_EADDR_HOSTLEN ||
-           rc == NK_EADDR_SCOPE;
+           rc == NK_EADDR_SCOPE || rc == NK_EADDR_NAME;
 }
 
 /* Whatever parses must format and parse back to the same address. */
@@ -211,10 +211,50 @@ static void test_addr_parse_long_host_is_hostlen(void **state)
     text[0] = '[';
     strcpy(text + 300, "]:80");
     assert_int_equal(nk_addr_parse(text, &a), NK_EADDR_HOSTLEN);
-    /* 253 characters is the limit, not an error (a name, so SYNTAX) */
+    /* 253 characters is the limit, not an error (a name, so NAME) */
     memset(text, 'a', 253);
     strcpy(text + 253, ":80");
-    assert_int_equal(nk_addr_parse(text, &a), NK_EADDR_SYNTAX);
+    assert_int_equal(nk_addr_parse(text, &a), NK_EADDR_NAME);
+}
+
+/* A host name where a numeric address is needed gets its own code, whose
+ * sentence points to nk_addr_resolve(); text that nk_addr_resolve() would
+ * refuse too keeps the code of what is wrong with it. */
+static void test_addr_parse_host_name_says_resolve_it(void **state)
+{
+    (void)state;
+    static const struct bad_case cases[] = {
+        {"localhost:80", NK_EADDR_NAME},
+        {"example.com:443", NK_EADDR_NAME},
+        {"my_host.local.:1", NK_EADDR_NAME},    /* trailing dot: FQDN */
+        {"a-b:0", NK_EADDR_NAME},
+        {"xn--bcher-kva.example:65535", NK_EADDR_NAME},
+        {"localhost", NK_EADDR_SYNTAX},         /* no port: resolve fails too */
+        {"localhost:", NK_EADDR_NOPORT},
+        {"localhost:http", NK_EADDR_PORT},
+        {"[localhost]:80", NK_EADDR_SYNTAX},    /* brackets hold IPv6 only */
+        {"a b:80", NK_EADDR_SYNTAX},            /* not a name's characters */
+        {"..:80", NK_EADDR_SYNTAX},             /* empty labels */
+        {".a:80", NK_EADDR_SYNTAX},
+        {"1.2.3:80", NK_EADDR_SYNTAX},          /* numeric last label */
+        {"0x7f000001:80", NK_EADDR_SYNTAX},
+        {"host.123:80", NK_EADDR_SYNTAX},
+        {"1.2.3.4.:80", NK_EADDR_SYNTAX},
+        {".:80", NK_EADDR_SYNTAX},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nk_addr a;
+        memset(&a, 0xa5, sizeof a);
+        nk_addr before = a;
+        int rc = nk_addr_parse(cases[i].text, &a);
+        if (rc != cases[i].code)
+            print_error("\"%s\": got %s, want %s\n", cases[i].text,
+                        nk_err_name(rc), nk_err_name(cases[i].code));
+        assert_int_equal(rc, cases[i].code);
+        assert_memory_equal(&a, &before, sizeof a); /* untouched */
+    }
+    assert_non_null(strstr(nk_strerror(NK_EADDR_NAME), "nk_addr_resolve()"));
+    assert_string_equal(nk_err_name(NK_EADDR_NAME), "NK_EADDR_NAME");
 }
 
 static void test_addr_null_arguments_are_rejected(void **state)
@@ -543,6 +583,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_addr_parse_bad_inputs_give_their_exact_code),
         cmocka_unit_test(test_addr_parse_long_host_is_hostlen),
+        cmocka_unit_test(test_addr_parse_host_name_says_resolve_it),
         cmocka_unit_test(test_addr_parse_reads_no_byte_past_the_nul),
         cmocka_unit_test(test_addr_parse_random_inputs_give_documented_codes),
         cmocka_unit_test(test_addr_null_arguments_are_rejected),

@@ -165,6 +165,43 @@ def test_control_bytes_stay_on_one_line():
     s.close()
 
 
+def test_quiet():
+    # --quiet: the same service, no line per message, the summary still.
+    for exe in (UPPER_SERVER, ROOM):
+        rc, out, _ = run([exe, "--help"])
+        check("[--quiet]" in out,
+              os.path.basename(exe) + " --help lists --quiet")
+    srv, port = start_server(UPPER_SERVER, "--quiet")
+    s = seed_socket()
+    for i in range(3):
+        s.sendto(b"quiet %d" % i, ("127.0.0.1", port))
+        check(s.recvfrom(1024)[0] == b"QUIET %d" % i,
+              "udp_upper_server --quiet replies to datagram %d" % i)
+    check(stop(srv) == 0, "udp_upper_server --quiet exits 0")
+    out = srv.stdout.read().decode()
+    check("said:" not in out and "stopped after 3 datagrams" in out,
+          "udp_upper_server --quiet: no line per datagram, all counted (%r)"
+          % out)
+    s.close()
+
+    room, port = start_server(ROOM, "--quiet")
+    a, b = seed_socket(), seed_socket()
+    a.sendto(b"a-in", ("127.0.0.1", port))
+    check(a.recvfrom(1024)[0] == b"a-in", "room --quiet: echoed to the sender")
+    b.sendto(b"b-in", ("127.0.0.1", port))
+    check(a.recvfrom(1024)[0] == b"b-in" and b.recvfrom(1024)[0] == b"b-in",
+          "room --quiet: relayed to every member")
+    check(stop(room) == 0, "udp_room_server --quiet exits 0")
+    out = room.stdout.read().decode()
+    err = room.stderr.read().decode()
+    check(out == "", "udp_room_server --quiet: no line per message (%r)" % out)
+    check(err.count("join 127.0.0.1:") == 2 and
+          "2 messages in, 2 relayed" in err,
+          "udp_room_server --quiet: joins and the summary on stderr")
+    a.close()
+    b.close()
+
+
 def test_upper_client_timeout():
     silent = seed_socket()  # bound, never replies
     port = silent.getsockname()[1]
@@ -400,7 +437,8 @@ def test_room_validated():
     victim.close()
 
 
-run_tests([test_usage, test_boundaries, test_upper, test_upper_client_timeout,
+run_tests([test_usage, test_boundaries, test_upper, test_quiet,
+           test_upper_client_timeout,
            test_control_bytes_stay_on_one_line,
            test_room_clients_without_a_room, test_room_tour,
            test_clients_against_the_seed_room, test_room_options,

@@ -209,17 +209,44 @@ static void test_line_too_long_fails_before_newline(void **state)
     free(a);
 }
 
-static void test_line_max_zero_accepts_only_empty_lines(void **state)
+/* A zero limit for the kind in use is what a struct zeroed instead of
+ * started from NK_FRAME_OPTS_INIT holds: it would refuse every non-empty
+ * message, so it is refused before any byte is looked at. The other kind's
+ * limit is not used, so its zero is fine. */
+static void test_zero_limit_of_the_kind_in_use_is_einval(void **state)
 {
     (void)state;
-    nk_frame_opts o = NK_FRAME_OPTS_INIT;
-    o.kind = NK_FRAME_LINE;
-    o.max_line = 0;
-    nk_frame_msg m;
-    assert_int_equal(guarded_decode(&o, (const uint8_t *)"\n", 1, &m), 1);
-    assert_int_equal(m.len, 0);
-    assert_int_equal(guarded_decode(&o, (const uint8_t *)"a", 1, &m),
-                     NK_ELINE_TOO_LONG);
+    static const struct {
+        nk_frame_kind kind;
+        size_t max_line, max_frame;
+        const char *in;
+        size_t len;
+        ptrdiff_t want;
+    } cases[] = {
+        {NK_FRAME_LINE, 0, 1048576, "\n", 1, NK_EINVAL},
+        {NK_FRAME_LINE, 0, 1048576, "", 0, NK_EINVAL},
+        {NK_FRAME_LINE, 0, 0, "a\n", 2, NK_EINVAL},
+        {NK_FRAME_LINE, 1, 0, "\n", 1, 1},
+        {NK_FRAME_LENGTH32, 8192, 0, "\0\0\0\0", 4, NK_EINVAL},
+        {NK_FRAME_LENGTH32, 8192, 0, "", 0, NK_EINVAL},
+        {NK_FRAME_LENGTH32, 0, 1, "\0\0\0\0", 4, 4},
+        {NK_FRAME_RAW, 0, 0, "x", 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        nk_frame_opts o = {.kind = cases[i].kind,
+                           .max_line = cases[i].max_line,
+                           .max_frame = cases[i].max_frame};
+        nk_frame_msg m, before;
+        memset(&m, 0xa5, sizeof m);
+        before = m;
+        ptrdiff_t r = guarded_decode(&o, (const uint8_t *)cases[i].in,
+                                     cases[i].len, &m);
+        if (r != cases[i].want)
+            print_error("case %zu: got %td, want %td\n", i, r, cases[i].want);
+        assert_int_equal(r, cases[i].want);
+        if (r < 0)
+            assert_memory_equal(&m, &before, sizeof m); /* untouched */
+    }
 }
 
 /* ---- length prefix ---- */
@@ -326,7 +353,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_stream_same_messages_for_every_split),
         cmocka_unit_test(test_line_too_long_fails_before_newline),
-        cmocka_unit_test(test_line_max_zero_accepts_only_empty_lines),
+        cmocka_unit_test(test_zero_limit_of_the_kind_in_use_is_einval),
         cmocka_unit_test(test_length32_stream_same_messages_for_every_split),
         cmocka_unit_test(test_length32_oversized_prefix_fails_on_prefix_alone),
         cmocka_unit_test(test_raw_delivers_all_bytes_at_once),

@@ -294,6 +294,62 @@ static void test_f6_tcp_server_and_client_options_checked(void **state)
     nkt_loop_free_empty(loop);
 }
 
+/* A zero limit for the framing in use is refused at the call: it is what a
+ * struct zeroed instead of started from NK_FRAME_OPTS_INIT holds, and it
+ * would refuse every non-empty message. The other kind's limit is unused. */
+struct frame_case {
+    struct opt_case c; /* name and expected code (no field: see frame) */
+    nk_frame_opts frame;
+};
+
+#define FRAME(k, line, max, code)                                             \
+    {{"frame " #k " max_line " #line " max_frame " #max, 0, 0, 0, code},      \
+     {.kind = k, .max_line = line, .max_frame = max}}
+
+static const struct frame_case frame_cases[] = {
+    FRAME(NK_FRAME_LINE, 0, 1048576, NK_EINVAL),
+    FRAME(NK_FRAME_LINE, 0, 0, NK_EINVAL),
+    FRAME(NK_FRAME_LINE, 1, 0, 0),
+    FRAME(NK_FRAME_LENGTH32, 8192, 0, NK_EINVAL),
+    FRAME(NK_FRAME_LENGTH32, 0, 1, 0),
+    FRAME(NK_FRAME_RAW, 0, 0, 0),
+};
+
+static void test_f6_tcp_zero_frame_limit_refused_at_start(void **state)
+{
+    (void)state;
+    nk_loop *loop = nkt_loop_new();
+    nk_addr any, to;
+    assert_int_equal(nk_addr_parse("127.0.0.1:0", &any), 0);
+    nk_tcp_server *srv;
+    assert_int_equal(nk_tcp_server_start(loop, &any, NULL, &srv), 0);
+    assert_int_equal(nk_tcp_server_addr(srv, &to), 0);
+    for (size_t i = 0; i < sizeof frame_cases / sizeof frame_cases[0]; i++) {
+        const struct frame_case *k = &frame_cases[i];
+        nk_tcp_server_opts so = NK_TCP_SERVER_OPTS_INIT;
+        so.conn.frame = k->frame;
+        nk_tcp_server *s = NULL;
+        size_t live = nkt_alloc_live_bytes();
+        nkt_alloc_reset();
+        check_alloc(&k->c, nk_tcp_server_start(loop, &any, &so, &s), live);
+        nk_tcp_server_free(s);
+
+        nk_tcp_client_opts co = NK_TCP_CLIENT_OPTS_INIT;
+        co.on_connect = no_connect;
+        co.conn.frame = k->frame;
+        nk_tcp_client *cl = NULL;
+        live = nkt_alloc_live_bytes();
+        nkt_alloc_reset();
+        int r = nk_tcp_client_connect(loop, &to, &co, &cl);
+        check_alloc(&k->c, r, live);
+        nk_tcp_client_cancel(r == 0 ? cl : NULL);
+    }
+    nk_tcp_server_free(srv);
+    for (int i = 0; i < 100 && nk_loop_run(loop, NK_RUN_NOWAIT) != 0; i++)
+        ;
+    nkt_loop_free_empty(loop);
+}
+
 /* nk_tcp_conn_send() with absurd lengths, with the queue empty and with
  * megabytes queued (where the length is added to the queue's size). */
 static nk_tcp_conn *accepted;
@@ -676,6 +732,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_a10_tcp_functions_reject_null),
         cmocka_unit_test(test_a10_udp_and_room_functions_reject_null),
         cmocka_unit_test(test_f6_tcp_server_and_client_options_checked),
+        cmocka_unit_test(test_f6_tcp_zero_frame_limit_refused_at_start),
         cmocka_unit_test(test_f6_tcp_conn_send_absurd_lengths),
         cmocka_unit_test(test_f6_tcp_sync_absurd_sizes_and_timeouts),
         cmocka_unit_test(test_f6_udp_endpoint_options_out_of_range),

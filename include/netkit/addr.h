@@ -8,7 +8,7 @@
  * | `IPV4:PORT`       | `127.0.0.1:9999`     | IPv4 address                    |
  * | `[IPV6]:PORT`     | `[::1]:9999`         | IPv6 address                    |
  * | `[IPV6%ZONE]:PORT`| `[fe80::1%eth0]:80`  | link-local with interface       |
- * | `NAME:PORT`       | `localhost:9999`     | resolved by nk_addr_resolve()   |
+ * | `NAME:PORT`       | `localhost:9999`     | nk_addr_resolve() only          |
  * | `:PORT`           | `:9999`              | every IPv4 interface (0.0.0.0)  |
  *
  * The port is decimal digits only (no sign, space or `0x`), at most five of
@@ -59,14 +59,19 @@ typedef struct nk_addr {
  * @brief Parse a numeric address: `IPV4:PORT`, `[IPV6]:PORT` or `:PORT`.
  *
  * No allocation, no blocking; the only system call is if_nametoindex()
- * for a named `%zone`. Names are not resolved (see nk_addr_resolve()); a
- * name gives NK_EADDR_SYNTAX.
+ * for a named `%zone`. Names are not resolved: a host name with a valid
+ * port (`localhost:80`) gives NK_EADDR_NAME, whose sentence says to use
+ * nk_addr_resolve(). Text that nk_addr_resolve() would refuse as well
+ * keeps the code of its own fault (`localhost` without a port is
+ * NK_EADDR_SYNTAX).
  * @param text NUL-terminated text.
  * @param out  Receives the address; untouched on failure.
  * @return 0, or NK_EINVAL (NULL argument), NK_EADDR_EMPTY, NK_EADDR_SYNTAX,
  * NK_EADDR_BRACKET (`[::1`), NK_EADDR_NOPORT (`host:`, `[::1]`),
  * NK_EADDR_PORT (`:70000`, `:0x50`), NK_EADDR_HOSTLEN, NK_EADDR_SCOPE
- * (unknown `%zone`). Safe from any thread and callback.
+ * (unknown `%zone`), NK_EADDR_NAME (a host name: letters, digits, `-` and
+ * `_` in dot-separated labels, the last one not numeric). Safe from any
+ * thread and callback.
  */
 NK_API int nk_addr_parse(const char *text, nk_addr *out);
 
@@ -83,7 +88,7 @@ NK_API int nk_addr_parse(const char *text, nk_addr *out);
  * all digits (or `0x` and hex) but is not a dotted quad, such as `127.1`
  * or `0x7f000001`, gives NK_EADDR_SYNTAX instead of inet_aton()'s legacy
  * reading.
- * @return 0, any code of nk_addr_parse() except for names, NK_ERESOLVE when
+ * @return 0, any code of nk_addr_parse() but NK_EADDR_NAME, NK_ERESOLVE when
  * the name has no address, NK_EADDR_FAMILY for a bad @p family or a numeric
  * address of the other family, -ENOMEM.
  */

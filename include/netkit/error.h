@@ -46,7 +46,8 @@ extern "C" {
     X(NK_EBUSY, -4120, "handle is busy")                                      \
     X(NK_ERATE, -4121, "rate limit exceeded")                                 \
     X(NK_EFULL, -4122, "table is full")                                       \
-    X(NK_EDROPPED, -4123, "connection closed with unsent data: queued bytes were dropped")
+    X(NK_EDROPPED, -4123, "connection closed with unsent data: queued bytes were dropped") \
+    X(NK_EADDR_NAME, -4124, "address is a host name, not numeric: resolve it with nk_addr_resolve()")
 
 /** @brief The library's own error codes (see NK_ERROR_MAP for each sentence). */
 enum nk_error {

@@ -14,6 +14,12 @@
  * | NK_FRAME_LINE     | bytes up to "\n" (or "\r\n")   | `max_line`   | NK_ELINE_TOO_LONG    |
  * | NK_FRAME_LENGTH32 | u32 big-endian length + payload| `max_frame`  | NK_EFRAME_TOO_LARGE  |
  *
+ * A message is a pointer and a length into the caller's buffer, never
+ * NUL-terminated: the byte after it is its terminator or the next
+ * message's first byte, and the message itself may hold NUL bytes. Use
+ * its length (`printf("%.*s", (int)m.len, m.data)`), or copy it to add a
+ * NUL.
+ *
  * Lines: the message excludes the "\n", and a "\r" just before it is
  * stripped too, so "a\r\n" and "a\n" both give "a"; a lone "\r" elsewhere
  * is an ordinary byte. `max_line` counts the bytes of the message (without
@@ -23,6 +29,12 @@
  * Length-prefixed: a zero length is an empty message. A length above
  * `max_frame` fails as soon as the 4 prefix bytes are present, so an
  * announced size is never waited for nor allocated.
+ *
+ * Limits: the limit of the kind in use must be at least 1. A zero one is
+ * refused with NK_EINVAL (by nk_frame_decode() and by the TCP calls that
+ * take these options): it is what a struct zeroed instead of started from
+ * NK_FRAME_OPTS_INIT holds, and as a limit it would refuse every non-empty
+ * message. The other kind's limit is not used. SIZE_MAX means no limit.
  */
 #ifndef NETKIT_FRAME_H
 #define NETKIT_FRAME_H
@@ -46,8 +58,8 @@ typedef enum nk_frame_kind {
 /** @brief Decoder choice and limits. Start from NK_FRAME_OPTS_INIT. */
 typedef struct nk_frame_opts {
     nk_frame_kind kind; /**< Default NK_FRAME_RAW. */
-    size_t max_line;    /**< NK_FRAME_LINE: longest line, default 8192. */
-    size_t max_frame;   /**< NK_FRAME_LENGTH32: largest payload, default 1 MiB. */
+    size_t max_line;    /**< NK_FRAME_LINE: longest line, default 8192; not 0. */
+    size_t max_frame;   /**< NK_FRAME_LENGTH32: largest payload, default 1 MiB; not 0 (empty frames pass any limit). */
 } nk_frame_opts;
 
 /** @brief Defaults: raw bytes; 8 KiB lines; 1 MiB frames. */
@@ -58,7 +70,7 @@ typedef struct nk_frame_opts {
 
 /** @brief One decoded message: a view into the caller's buffer. */
 typedef struct nk_frame_msg {
-    const uint8_t *data; /**< First byte (never NULL when a message is found). */
+    const uint8_t *data; /**< First byte (never NULL when a message is found); not NUL-terminated. */
     size_t len;          /**< Length; 0 is a valid (empty) message. */
 } nk_frame_msg;
 
@@ -74,8 +86,9 @@ typedef struct nk_frame_msg {
  * @return The number of bytes the message takes in @p buf (prefix or
  * terminator included, always > 0); 0 if more bytes are needed; or a
  * negative code: NK_ELINE_TOO_LONG, NK_EFRAME_TOO_LARGE, NK_EINVAL (NULL
- * @p out, NULL @p buf with @p len > 0, unknown kind). An error is final for
- * the stream: the bytes after it cannot be resynchronised.
+ * @p out, NULL @p buf with @p len > 0, unknown kind, a zero `max_line` for
+ * lines or `max_frame` for length prefixes). An error is final for the
+ * stream: the bytes after it cannot be resynchronised.
  */
 NK_API ptrdiff_t nk_frame_decode(const nk_frame_opts *opts, const void *buf,
                                  size_t len, nk_frame_msg *out);

@@ -19,7 +19,7 @@
  * |------------|-----------------------------------------------|--------------------|
  * | on_open    | server accepted a connection                  | the connection     |
  * | on_connect | client connect finished (or failed)           | conn or NULL, code |
- * | on_data    | a message (or a raw chunk) arrived            | bytes, valid during the call |
+ * | on_data    | a message (or a raw chunk) arrived            | bytes and length (no NUL added), valid during the call |
  * | on_eof     | peer shut down its writing side (if set)      | none               |
  * | on_drain   | queue fell to the low watermark after passing the high one | none  |
  * | on_close   | the connection is gone, exactly once          | reason             |
@@ -70,8 +70,9 @@ typedef struct nk_tcp_sync nk_tcp_sync;
 
 /** @brief Server: a new connection is ready; set its user data here. */
 typedef void (*nk_tcp_open_cb)(nk_tcp_conn *conn, void *user);
-/** @brief A message (line without its ending, frame payload, or raw chunk).
- * @p data is valid during the call only. */
+/** @brief A message: a line without its "\n" or "\r\n", a frame's payload
+ * without its prefix, or a raw chunk. @p data is not NUL-terminated and
+ * may hold NUL bytes: use @p len. It is valid during the call only. */
 typedef void (*nk_tcp_data_cb)(nk_tcp_conn *conn, const void *data,
                                size_t len, void *user);
 /** @brief The peer will send nothing more; the connection may still send. */
@@ -194,7 +195,8 @@ typedef struct nk_tcp_server_stats {
  * @param opts Options and callbacks (copied).
  * @param out  Receives the server.
  * @return 0, NK_EINVAL (NULL, empty address, low watermark above the high
- * one, unknown frame kind, read_chunk 0 or over 1 GiB, accept_batch or
+ * one, unknown frame kind, a zero `max_line` or `max_frame` for the frame
+ * kind in use, read_chunk 0 or over 1 GiB, accept_batch or
  * accept_retry_ms 0, negative backlog, v6only not -1, 0 or 1),
  * -EADDRINUSE, -EACCES, -EMFILE, -ENOMEM, or another -errno from
  * socket/bind/listen.
@@ -252,7 +254,7 @@ NK_API void nk_tcp_server_get_stats(const nk_tcp_server *srv,
  * valid until on_connect returns or nk_tcp_client_cancel().
  * @return 0 (then on_connect is called exactly once), or NK_EINVAL (NULL,
  * no on_connect, empty address, read_chunk 0 or over 1 GiB, bad connection
- * options), -EMFILE, -ENFILE, -ENOMEM, -ENOBUFS,
+ * options as for nk_tcp_server_start()), -EMFILE, -ENFILE, -ENOMEM, -ENOBUFS,
  * -EAFNOSUPPORT (then nothing is called). Refusals and timeouts go to
  * on_connect.
  */
