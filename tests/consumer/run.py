@@ -8,7 +8,8 @@ system alone.
 
   install     the install holds exactly the headers, the libraries (with
               the SONAME link chain), netkit.pc and the CMake package
-              (under share/cmake, searched on every system)
+              (under share/cmake, searched on every system), and when
+              doxygen is there man pages: a real one per public function
   headers     every header in include/ is installed; each compiles alone
               as C11 and C++ (-pedantic -Werror); netkit.h includes them
               all; a C++ program taking the address of every NK_API
@@ -78,6 +79,7 @@ class Install:
         self.libdir = self.dest(os.path.join(args.prefix, args.libdir))
         self.includedir = self.dest(os.path.join(args.prefix, args.includedir))
         self.datadir = self.dest(os.path.join(args.prefix, args.datadir))
+        self.mandir = self.dest(os.path.join(args.prefix, args.mandir))
 
     def dest(self, path):
         return os.path.join(self.destdir, os.path.abspath(path).lstrip('/'))
@@ -130,6 +132,13 @@ def check_install(a, tmp):
         'netkitConfig.cmake', 'netkitConfigVersion.cmake')}
     got = {os.path.join(r, f) for r, ds, fs in os.walk(inst.destdir)
            for f in fs + [d for d in ds if os.path.islink(os.path.join(r, d))]}
+    man3 = os.path.join(inst.mandir, 'man3')
+    pages = {p for p in got if os.path.dirname(p) == man3}
+    got -= pages
+    if a.man_pages:
+        check_man_pages(a, man3)
+    else:
+        check(not pages, 'no man page is installed without doxygen')
     check(got == expected, 'the install holds exactly %d files' % len(expected)
           if got == expected else 'unexpected install: extra %s, missing %s'
           % (sorted(got - expected), sorted(expected - got)))
@@ -142,6 +151,19 @@ def check_install(a, tmp):
     _, out = run(['readelf', '-d', lib(real)], quiet=True)
     check('Library soname: [%s]' % soname in out, 'the installed library\'s SONAME is ' + soname)
     return 0
+
+
+def check_man_pages(a, man3):
+    """The installed man3 pages: one real page per public function, no
+    stub left dangling (docs/build.py's checks, on the install)."""
+    sys.path.insert(0, os.path.join(a.source_root, 'docs'))
+    import build as docs_build  # docs/build.py
+    functions = [name for _, kind, name in
+                 public_functions(a, os.path.join(a.source_root, 'include'))
+                 if kind == 'function']
+    problems = docs_build.man_problems(man3, functions)
+    check(not problems, 'a man page of its own for each of the %d public functions'
+          % len(functions) if not problems else 'man pages: ' + '; '.join(problems))
 
 
 # ---------------------------------------------------------------- headers
@@ -384,10 +406,14 @@ def main():
     ap.add_argument('--libdir', required=True)
     ap.add_argument('--includedir', required=True)
     ap.add_argument('--datadir', default='share')
+    ap.add_argument('--mandir', default='share/man')
+    ap.add_argument('--man-pages', choices=['yes', 'no'], default='no',
+                    help='whether the build installs man pages (doxygen found)')
     ap.add_argument('--version', required=True)
     ap.add_argument('--sanitize', default='none')
     a = ap.parse_args()
     a.major = a.version.split('.')[0]
+    a.man_pages = a.man_pages == 'yes'
 
     tmp = tempfile.mkdtemp(prefix='netkit-%s-' % a.check)
     try:
