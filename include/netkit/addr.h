@@ -59,8 +59,8 @@ typedef struct nk_addr {
  * @brief Parse a numeric address: `IPV4:PORT`, `[IPV6]:PORT` or `:PORT`.
  *
  * No allocation, no blocking; the only system call is if_nametoindex()
- * for a named `%zone`. Names are not resolved (see nk_addr_resolve()); a
- * name gives NK_EADDR_SYNTAX.
+ * for a named `%zone`. Names are not resolved: `nk_addr_parse("localhost:80")`
+ * returns NK_EADDR_SYNTAX; a name must go through nk_addr_resolve().
  * @param text NUL-terminated text.
  * @param out  Receives the address; untouched on failure.
  * @return 0, or NK_EINVAL (NULL argument), NK_EADDR_EMPTY, NK_EADDR_SYNTAX,

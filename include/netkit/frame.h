@@ -58,7 +58,7 @@ typedef struct nk_frame_opts {
 
 /** @brief One decoded message: a view into the caller's buffer. */
 typedef struct nk_frame_msg {
-    const uint8_t *data; /**< First byte (never NULL when a message is found). */
+    const uint8_t *data; /**< First byte (never NULL when a message is found); not NUL-terminated. */
     size_t len;          /**< Length; 0 is a valid (empty) message. */
 } nk_frame_msg;
 
