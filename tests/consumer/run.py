@@ -161,6 +161,7 @@ def check_man_pages(a, man3):
     """The installed man3 pages: one real page per public function, no
     stub left dangling (docs/build.py's checks, on the install)."""
     sys.path.insert(0, os.path.join(a.source_root, 'docs'))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     import build as docs_build  # docs/build.py
     functions = [name for _, kind, name in
                  public_functions(a, os.path.join(a.source_root, 'include'))
