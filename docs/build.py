@@ -139,8 +139,9 @@ def _sections(page):
 
 
 def _find_member(name, page):
-    """(synopsis, description lines) for name in a header page, or None:
-    its detailed section, the enum that lists it, or its summary line."""
+    """(synopsis, description lines, NAME line text) for name in a header
+    page, or None: its detailed section, the enum that lists it, or its
+    summary line (a typedef with a brief only has no detailed section)."""
     sections = _sections(page)
     for title, body in sections:
         if _member_name(title) == name:
@@ -167,8 +168,7 @@ def _brief(description):
         verbatim = (verbatim or line == '.nf') and line != '.fi'
         if not verbatim and not line.startswith('.') and 'Value:' not in line:
             text.append(line)
-    text = ' '.join(text)
-    text = _plain(text).strip()
+    text = _plain(' '.join(text)).strip()
     return re.split(r'(?<=\.) ', text, maxsplit=1)[0] if text else ''
 
 
