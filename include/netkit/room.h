@@ -161,7 +161,7 @@ typedef struct nk_udp_room_member_event {
 /** @brief A message about to be relayed; the hook may rewrite it. */
 typedef struct nk_udp_room_message {
     const nk_addr *from; /**< The sender (a member). */
-    const void *data;    /**< The bytes; point it elsewhere to rewrite. */
+    const void *data;    /**< The bytes (not NUL-terminated: use `len`); point it elsewhere to rewrite. */
     size_t len;          /**< Their length (at most max_datagram). */
 } nk_udp_room_message;
 

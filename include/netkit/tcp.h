@@ -70,9 +70,11 @@ typedef struct nk_tcp_sync nk_tcp_sync;
 
 /** @brief Server: a new connection is ready; set its user data here. */
 typedef void (*nk_tcp_open_cb)(nk_tcp_conn *conn, void *user);
-/** @brief A message: a line without its "\n" or "\r\n", a frame's payload
- * without its prefix, or a raw chunk. @p data is not NUL-terminated and
- * may hold NUL bytes: use @p len. It is valid during the call only. */
+/** @brief A message (line without its ending, frame payload, or raw chunk).
+ * @p data is valid during the call only, and is not NUL-terminated, even
+ * for a line: use @p len, and copy the bytes to keep them or to make a C
+ * string. A line comes without its "\n", and without the "\r" of a
+ * "\r\n" ending; an empty line has @p len 0. */
 typedef void (*nk_tcp_data_cb)(nk_tcp_conn *conn, const void *data,
                                size_t len, void *user);
 /** @brief The peer will send nothing more; the connection may still send. */

@@ -108,7 +108,8 @@ typedef struct nk_udp_recv_event {
     /** Sender (normalized: IPv4-mapped becomes IPv4); for an error, the
      * destination it concerns, or NULL when unknown. */
     const nk_addr *from;
-    /** The bytes received (valid during the callback only). */
+    /** The bytes received (valid during the callback only; not
+     * NUL-terminated: use `len`). */
     const void *data;
     /** Bytes in @c data (at most max_datagram). */
     size_t len;

@@ -8,7 +8,8 @@ system alone.
 
   install     the install holds exactly the headers, the libraries (with
               the SONAME link chain), netkit.pc and the CMake package
-              (under share/cmake, searched on every system)
+              (under share/cmake, searched on every system), and when
+              doxygen is there man pages: a real one per public function
   headers     every header in include/ is installed; each compiles alone
               as C11 and C++ (-pedantic -Werror); netkit.h includes them
               all; a C++ program taking the address of every NK_API
@@ -17,6 +18,10 @@ system alone.
               with --static; both run
   cmake       find_package(netkit 0.1) gives netkit::netkit and
               netkit::netkit_static; incompatible versions are refused
+  first-program  README's "A first program" (an echo server) built
+              against the install with pkg-config, run once with
+              LD_LIBRARY_PATH and once built with an rpath: it echoes on a
+              free port and exits 0 on SIGTERM and SIGINT
   subproject  a meson project with libnetkit under subprojects/ and the
               wrap file of docs/: builds, runs, and contains no test,
               example or benchmark of libnetkit and installs nothing of it
@@ -78,6 +83,7 @@ class Install:
         self.libdir = self.dest(os.path.join(args.prefix, args.libdir))
         self.includedir = self.dest(os.path.join(args.prefix, args.includedir))
         self.datadir = self.dest(os.path.join(args.prefix, args.datadir))
+        self.mandir = self.dest(os.path.join(args.prefix, args.mandir))
 
     def dest(self, path):
         return os.path.join(self.destdir, os.path.abspath(path).lstrip('/'))
@@ -130,6 +136,13 @@ def check_install(a, tmp):
         'netkitConfig.cmake', 'netkitConfigVersion.cmake')}
     got = {os.path.join(r, f) for r, ds, fs in os.walk(inst.destdir)
            for f in fs + [d for d in ds if os.path.islink(os.path.join(r, d))]}
+    man3 = os.path.join(inst.mandir, 'man3')
+    pages = {p for p in got if os.path.dirname(p) == man3}
+    got -= pages
+    if a.man_pages:
+        check_man_pages(a, man3)
+    else:
+        check(not pages, 'no man page is installed without doxygen')
     check(got == expected, 'the install holds exactly %d files' % len(expected)
           if got == expected else 'unexpected install: extra %s, missing %s'
           % (sorted(got - expected), sorted(expected - got)))
@@ -142,6 +155,20 @@ def check_install(a, tmp):
     _, out = run(['readelf', '-d', lib(real)], quiet=True)
     check('Library soname: [%s]' % soname in out, 'the installed library\'s SONAME is ' + soname)
     return 0
+
+
+def check_man_pages(a, man3):
+    """The installed man3 pages: one real page per public function, no
+    stub left dangling (docs/build.py's checks, on the install)."""
+    sys.path.insert(0, os.path.join(a.source_root, 'docs'))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+    import build as docs_build  # docs/build.py
+    functions = [name for _, kind, name in
+                 public_functions(a, os.path.join(a.source_root, 'include'))
+                 if kind == 'function']
+    problems = docs_build.man_problems(man3, functions)
+    check(not problems, 'a man page of its own for each of the %d public functions'
+          % len(functions) if not problems else 'man pages: ' + '; '.join(problems))
 
 
 # ---------------------------------------------------------------- headers
@@ -363,7 +390,114 @@ def check_subproject(a, tmp):
     return 0
 
 
+# ---------------------------------------------------------------- first program
+
+FIRST_PROGRAM = '### A first program'
+
+
+def readme_program(source_root):
+    """The ```c block under README's "A first program" heading."""
+    with open(os.path.join(source_root, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    m = re.search(r'^%s\n.*?^```c\n(.*?)^```' % re.escape(FIRST_PROGRAM), readme,
+                  re.S | re.M)
+    if not m:
+        raise Failure('README has no ```c block under "%s"' % FIRST_PROGRAM)
+    return m.group(1)
+
+
+def find_file(top, name):
+    """The directory under top holding name (the multiarch libdir is found,
+    not assumed)."""
+    for root, _, files in os.walk(top):
+        if name in files:
+            return root
+    raise Failure('no %s under %s' % (name, top))
+
+
+def echo_session(exe, env, signum, what):
+    """Run the echo server on a free port, check two clients' echoes, one
+    of them still connected at the signal, and a clean exit 0."""
+    import select
+    import signal
+    import socket
+    proc = subprocess.Popen([exe, '127.0.0.1:0'], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True)
+    clients = []
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        line = proc.stdout.readline() if ready else ''
+        m = re.match(r'listening on 127\.0\.0\.1:(\d+)$', line.strip())
+        check(m is not None, '%s prints its address (%r)' % (what, line.strip()))
+        for i in range(2):
+            c = socket.create_connection(('127.0.0.1', int(m.group(1))), timeout=10)
+            clients.append(c)
+            msg = ('hello %d from %s\n' % (i, what)).encode() * (1 + 1000 * i)
+            c.sendall(msg)
+            got = b''
+            while len(got) < len(msg):
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            check(got == msg, '%s echoes %d bytes to client %d' % (what, len(msg), i))
+        clients.pop(0).close()
+        proc.send_signal(signum)
+        try:
+            status = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise Failure('%s still runs 10 s after %s' % (what, signal.Signals(signum).name))
+        rest = proc.stdout.read()
+        check(status == 0 and not rest.strip(), '%s exits 0 on %s, nothing on stderr%s'
+              % (what, signal.Signals(signum).name, (': ' + rest.strip()) if rest.strip() else ''))
+        check(clients[0].recv(1) == b'', '%s closed the client still connected' % what)
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def check_first_program(a, tmp):
+    """README's first program, built against the install as README says:
+    pkg-config through PKG_CONFIG_PATH, then LD_LIBRARY_PATH or an rpath."""
+    import signal
+    # No skip: README's build needs pkg-config, which scripts/setup build
+    # installs.
+    check(shutil.which('pkg-config') is not None, 'pkg-config is installed')
+    src = os.path.join(tmp, 'echo.c')
+    with open(src, 'w', encoding='utf-8') as f:
+        f.write(readme_program(a.source_root))
+    inst = Install(a, tmp)
+    env = dict(os.environ)
+    env['PKG_CONFIG_PATH'] = find_file(inst.destdir, 'netkit.pc')
+    # The install is under DESTDIR: the .pc file's paths get its prefix.
+    env['PKG_CONFIG_SYSROOT_DIR'] = inst.destdir
+    # As README: cc echo.c $(pkg-config --cflags --libs netkit), the
+    # libraries after the source.
+    _, flags = run(['pkg-config', '--cflags', '--libs', 'netkit'], env=env)
+    flags = shlex.split(flags)
+    libdir = find_file(inst.destdir, 'libnetkit.so.' + a.major)
+
+    exe = os.path.join(tmp, 'echo')
+    compile_c(a, exe, src, [], flags)
+    echo_session(exe, lib_env(libdir), signal.SIGTERM, 'echo (LD_LIBRARY_PATH)')
+
+    exe_rpath = os.path.join(tmp, 'echo-rpath')
+    compile_c(a, exe_rpath, src, [], flags + ['-Wl,-rpath,' + libdir])
+    _, dyn = run(['readelf', '-d', exe_rpath], quiet=True)
+    check(re.search(r'\((?:RUNPATH|RPATH)\).*\[%s\]' % re.escape(libdir), dyn) is not None,
+          'the rpath build records the install\'s libdir')
+    env = dict(os.environ)
+    env.pop('LD_LIBRARY_PATH', None)
+    echo_session(exe_rpath, env, signal.SIGINT, 'echo (rpath)')
+    return 0
+
+
 CHECKS = {
+    'first-program': check_first_program,
     'install': check_install,
     'headers': check_headers,
     'pkgconfig': check_pkgconfig,
@@ -384,10 +518,14 @@ def main():
     ap.add_argument('--libdir', required=True)
     ap.add_argument('--includedir', required=True)
     ap.add_argument('--datadir', default='share')
+    ap.add_argument('--mandir', default='share/man')
+    ap.add_argument('--man-pages', choices=['yes', 'no'], default='no',
+                    help='whether the build installs man pages (doxygen found)')
     ap.add_argument('--version', required=True)
     ap.add_argument('--sanitize', default='none')
     a = ap.parse_args()
     a.major = a.version.split('.')[0]
+    a.man_pages = a.man_pages == 'yes'
 
     tmp = tempfile.mkdtemp(prefix='netkit-%s-' % a.check)
     try:
