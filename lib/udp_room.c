@@ -213,7 +213,7 @@ static bool sender_gone(nk_udp_room *r, const nk_addr *from, uint64_t leaves)
     if (nk__room_leaves(&r->core) == leaves ||
         nk__room_find(&r->core, from) != NK__ROOM_NONE)
         return false;
-    nk__room_count_drop(&r->core, NK_ROOM_DROP_SENDER_GONE);
+    nk__room_count_drop(&r->core, NK_ROOM_DROP_HOOK);
     return true;
 }
 

@@ -532,7 +532,7 @@ static void check_room(struct world *w)
     assert_int_equal(st.members, w->joins - w->leaves);
     if (w->sender_removed &&
         (w->cb == CB_ROOM_JOIN || w->cb == CB_ROOM_MESSAGE))
-        assert_int_equal(st.drops[NK_ROOM_DROP_SENDER_GONE], 1);
+        assert_int_equal(st.drops[NK_ROOM_DROP_HOOK], 1);
 }
 
 static void world_down(struct world *w)

@@ -542,7 +542,7 @@ static void test_room_hook_removing_many_reports_every_leave(void **state)
 }
 
 /* A newcomer removed by on_join: the datagram that made it join is not
- * relayed (counted as NK_ROOM_DROP_SENDER_GONE), and on_message never sees
+ * relayed (counted as NK_ROOM_DROP_HOOK), and on_message never sees
  * a sender that is not a member. */
 static void test_room_newcomer_removed_in_on_join_is_not_relayed(void **state)
 {
@@ -561,7 +561,7 @@ static void test_room_newcomer_removed_in_on_join_is_not_relayed(void **state)
     nk_udp_room_stats s = stats(&f);
     assert_int_equal(s.relayed, 0);
     assert_int_equal(s.deliveries_out, 0);
-    assert_int_equal(s.drops[NK_ROOM_DROP_SENDER_GONE], 1);
+    assert_int_equal(s.drops[NK_ROOM_DROP_HOOK], 1);
     assert_int_equal(s.joins, 2);
     assert_int_equal(s.leaves, 1);
     assert_int_equal(f.leaves, 1);

@@ -17,7 +17,7 @@
  * | truncated, or over `max_datagram`     | dropped (NK_ROOM_DROP_OVERSIZE); a newcomer does not join |
  * | from a newcomer, room full            | dropped (NK_ROOM_DROP_FULL), `rejected` counted; members are never evicted for a stranger |
  * | from a newcomer                       | joins (on_join), then as below           |
- * | from a sender a hook removed          | dropped (NK_ROOM_DROP_SENDER_GONE): never relayed, never shown to on_message |
+ * | from a sender a hook removed          | dropped (NK_ROOM_DROP_HOOK): never relayed, never shown to on_message |
  * | equal to `leave_message`              | the member leaves (on_leave), not relayed|
  * | over the member's rate limit          | dropped (NK_ROOM_DROP_RATE)              |
  * | empty                                 | refreshes the member, not relayed (NK_ROOM_DROP_EMPTY) unless `relay_empty` |
@@ -87,11 +87,11 @@ typedef enum nk_room_drop_reason {
     NK_ROOM_DROP_OVERSIZE,  /**< Truncated or larger than max_datagram. */
     NK_ROOM_DROP_FULL,      /**< A newcomer while the room is full. */
     NK_ROOM_DROP_RATE,      /**< Over the sender's rate limit. */
-    NK_ROOM_DROP_HOOK,      /**< on_message said so. */
+    NK_ROOM_DROP_HOOK,      /**< on_message said so, or a hook (on_join,
+                                 on_leave, on_message) removed the sender
+                                 before the relay. */
     NK_ROOM_DROP_SELF,      /**< Came from the room's own address. */
     NK_ROOM_DROP_COOKIE,    /**< A cookie reply that does not verify. */
-    NK_ROOM_DROP_SENDER_GONE, /**< A hook removed the sender (on_join,
-                                 on_leave or on_message) before the relay. */
     NK_ROOM_DROP_COUNT      /**< Number of reasons (array size). */
 } nk_room_drop_reason;
 
