@@ -196,6 +196,13 @@ static bool looks_numeric(const char *host, size_t len)
     return true;
 }
 
+/* The text's host part and its port: what parse and resolve share. */
+static int split_host_port(const char *text, struct addr_text *t, int *port)
+{
+    int rc = split_text(text, t);
+    return rc < 0 ? rc : parse_port(t->port, port);
+}
+
 /* Letters, digits, '-' and '_' in labels between dots (a final dot, as in
  * "localhost.", is allowed), the last label not numeric: what
  * nk_addr_resolve() would look up. */
@@ -227,11 +234,8 @@ int nk_addr_parse(const char *text, nk_addr *out)
     if (text == NULL || out == NULL)
         return NK_EINVAL;
     struct addr_text t;
-    int rc = split_text(text, &t);
-    if (rc < 0)
-        return rc;
     int port = 0;
-    rc = parse_port(t.port, &port);
+    int rc = split_host_port(text, &t, &port);
     if (rc < 0)
         return rc;
     rc = parse_numeric_host(&t, port, out);
@@ -293,11 +297,8 @@ int nk_addr_resolve(const char *text, int family, nk_addr *out)
     if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
         return NK_EADDR_FAMILY;
     struct addr_text t;
-    int rc = split_text(text, &t);
-    if (rc < 0)
-        return rc;
     int port = 0;
-    rc = parse_port(t.port, &port);
+    int rc = split_host_port(text, &t, &port);
     if (rc < 0)
         return rc;
 
